@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import functools
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -309,11 +310,55 @@ def to_host(tree):
         from jax.experimental import multihost_utils
 
         tree = jax.tree.map(
-            lambda x: x if not isinstance(x, jax.Array) or x.is_fully_replicated or x.is_fully_addressable
-            else multihost_utils.process_allgather(x, tiled=True),
+            lambda x: (
+                x
+                if not isinstance(x, jax.Array) or x.is_fully_replicated or x.is_fully_addressable
+                else multihost_utils.process_allgather(x, tiled=True)
+            ),
             tree,
         )
     return jax.tree.map(np.asarray, tree)
+
+
+def is_main_process() -> bool:
+    """Process 0 writes the run's files (metrics, config, summary, plots, dumps); every process computes."""
+    return jax.process_index() == 0
+
+
+def process_allgather_json(obj) -> list:
+    """``[obj of process 0, obj of process 1, ...]`` on every process (a small JSON-serialisable value per
+    process: prompt rows, counts). One process: ``[obj]``. Uses JAX's collectives, no extra channel."""
+    if jax.process_count() == 1:
+        return [obj]
+    from jax.experimental import multihost_utils
+
+    data = np.frombuffer(json.dumps(obj).encode("utf-8"), np.uint8)
+    sizes = np.asarray(multihost_utils.process_allgather(np.int32(data.size))).reshape(-1)
+    buf = np.zeros((int(sizes.max()),), np.int32)
+    buf[: data.size] = data
+    gathered = np.asarray(multihost_utils.process_allgather(buf)).reshape(len(sizes), -1)
+    return [json.loads(gathered[i, : sizes[i]].astype(np.uint8).tobytes()) for i in range(len(sizes))]
+
+
+def process_slice(n: int) -> slice:
+    """This process's contiguous share of ``n`` items (host-side work such as verification): process ``i``
+    of ``p`` gets items ``[i * ceil(n/p), (i+1) * ceil(n/p))`` (the last ones may get fewer or none)."""
+    p, i = jax.process_count(), jax.process_index()
+    per = -(-n // p)
+    return slice(min(n, i * per), min(n, (i + 1) * per))
+
+
+def process_allgather_rows(local: np.ndarray, n: int) -> np.ndarray:
+    """The inverse of :func:`process_slice`: every process's share of ``n`` rows -> all ``n`` rows."""
+    if jax.process_count() == 1:
+        return np.asarray(local)
+    from jax.experimental import multihost_utils
+
+    local = np.asarray(local)
+    per = -(-n // jax.process_count())
+    buf = np.zeros((per,) + local.shape[1:], local.dtype)
+    buf[: local.shape[0]] = local
+    return np.asarray(multihost_utils.process_allgather(buf, tiled=True))[:n]
 
 
 # ---------------------------------------------------------------------------------------------- placement
@@ -473,6 +518,21 @@ class Placement:
         input_ids_BS, attention_mask_BS = conform((input_ids_BS, attention_mask_BS), self.batch)
         with self.context():
             return fn(params, input_ids_BS, attention_mask_BS)
+
+    def shape_advantages(self, algo_cfg, rewards_B, logp_BT, mask_BT, knobs):
+        """``algos.shape_advantages`` on this mesh: rows over ``('data', 'fsdp')``, knobs replicated."""
+        from jaxrlvr import algos
+
+        key = ("shape", algo_cfg)
+        fn = self._cache.get(key)
+        if fn is None:
+            fn = jax.jit(
+                functools.partial(algos.shape_advantages, algo_cfg),
+                in_shardings=(self.batch, self.batch, self.batch, self.replicated),
+            )
+            self._cache[key] = fn
+        rewards_B, logp_BT, mask_BT = conform((rewards_B, logp_BT, mask_BT), self.batch)
+        return fn(rewards_B, logp_BT, mask_BT, conform(knobs, self.replicated))
 
     # ---- sampling ----
     def sampler_params(self, params):
@@ -724,8 +784,10 @@ def initialize_distributed(c=None, *, log=print) -> bool:
     timeout = int(get("timeout_s", 300))
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(**kwargs, initialization_timeout=timeout)
-    log(f"jax.distributed: process {jax.process_index()} of {jax.process_count()}, "
-        f"{jax.local_device_count()} local / {jax.device_count()} global devices")
+    log(
+        f"jax.distributed: process {jax.process_index()} of {jax.process_count()}, "
+        f"{jax.local_device_count()} local / {jax.device_count()} global devices"
+    )
     return jax.process_count() > 1
 
 
@@ -737,7 +799,8 @@ def describe(pl: Placement) -> list[dict]:
     rows = []
     flat_n = dict(jax.tree_util.tree_flatten_with_path(names, is_leaf=lambda x: isinstance(x, tuple))[0])
     for (path, x), spec in zip(
-        jax.tree_util.tree_flatten_with_path(shapes)[0], jax.tree.leaves(pl.param_specs, is_leaf=_is_spec),
+        jax.tree_util.tree_flatten_with_path(shapes)[0],
+        jax.tree.leaves(pl.param_specs, is_leaf=_is_spec),
         strict=True,
     ):
         shard = NamedSharding(pl.mesh, spec).shard_shape(x.shape)
@@ -755,8 +818,6 @@ def describe(pl: Placement) -> list[dict]:
 
 def _is_spec(x):
     return isinstance(x, P)
-
-
 
 
 # ---------------------------------------------------------------------------------------------- memory plan

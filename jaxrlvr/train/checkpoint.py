@@ -85,12 +85,16 @@ def load_params(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
     with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as c:
         model_cfg = ModelConfig(**c.restore(path / "model"))
     target = {"params": abstract_params(model_cfg)}
+    # Onto this process's first device, whatever mesh (or number of processes) wrote the checkpoint.
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     with ocp.PyTreeCheckpointer() as c:
         restored = c.restore(
             path / "state",
             args=ocp.args.PyTreeRestore(
                 item=target,
-                restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(), target),
+                restore_args=jax.tree.map(
+                    lambda x: ocp.ArrayRestoreArgs(sharding=device, global_shape=x.shape, dtype=x.dtype), target
+                ),
                 partial_restore=True,
             ),
         )

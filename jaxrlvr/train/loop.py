@@ -68,12 +68,27 @@ def demo_prompt(problem: str) -> str:
 
 
 class PromptStream:
-    """A seeded, checkpointable stream of prompt batches (grain MapDataset: shuffle, repeat, batch)."""
+    """A seeded, checkpointable stream of prompt batches (grain MapDataset: shuffle, repeat, batch).
 
-    def __init__(self, rows: list[dict], batch: int, seed: int):
+    With ``shard_count`` > 1 (one shard per process) shard ``i`` yields rows ``[i*k, (i+1)*k)`` of every
+    global batch of ``batch`` rows (``k = batch / shard_count``): the shards' batches concatenated in shard
+    order are the unsharded stream's batches, and the iterator state (batches consumed) is the same on
+    every shard, so a run may resume on a different number of processes.
+    """
+
+    def __init__(self, rows: list[dict], batch: int, seed: int, *, shard_index: int = 0, shard_count: int = 1):
         import grain
 
-        self._ds = grain.MapDataset.source(rows).shuffle(seed=seed).repeat(None).batch(batch, batch_fn=list)
+        if shard_count < 1 or not 0 <= shard_index < shard_count:
+            raise ValueError(f"PromptStream: shard_index={shard_index} is not in [0, shard_count={shard_count})")
+        if batch % shard_count:
+            raise ValueError(
+                f"rollout.prompts_per_step={batch} is not divisible by the number of processes ({shard_count})"
+            )
+        if not rows:
+            raise ValueError("PromptStream: no training rows")
+        ds = grain.MapDataset.source(rows).shuffle(seed=seed).repeat(None)
+        self._ds = ds.batch(batch // shard_count, batch_fn=list)[shard_index::shard_count]
         self._it = iter(self._ds)
 
     def __next__(self) -> list[dict]:
@@ -100,14 +115,50 @@ def build_data(c, tokenizer) -> tuple[list[dict], list[dict]]:
 
 
 def make_score_fn(c):
-    """Verifier: math-verify in worker processes with per-item timeouts (``jaxrlvr.rewards``)."""
+    """Verifier: math-verify in worker processes with per-item timeouts (``jaxrlvr.rewards``). In a
+    multi-process run each process verifies its contiguous share of the responses and the verdicts are
+    gathered, so every process returns all of them."""
     from jaxrlvr.rewards import score_batch
 
-    def score(texts, golds):
+    def score_local(texts, golds):
+        if not texts:
+            return []
         results = score_batch(texts, golds, workers=c.reward.workers, timeout_s=c.reward.timeout_s)
         return [bool(getattr(r, "correct", r)) for r in results]
 
+    def score(texts, golds):
+        if jax.process_count() == 1:
+            return score_local(texts, golds)
+        share = sharding.process_slice(len(texts))
+        local = np.asarray(score_local(list(texts[share]), list(golds[share])), np.int32)
+        return [bool(x) for x in sharding.process_allgather_rows(local, len(texts))]
+
     return score
+
+
+def gather_prompt_rows(local_rows: list[dict]) -> list[dict]:
+    """The global prompt batch from every process's own rows (process order); the sampler and the
+    update run on the global batch. Only what the rollout needs travels: ids, answer, id."""
+    if jax.process_count() == 1:
+        return local_rows
+    slim = [
+        {"prompt_ids": [int(t) for t in r["prompt_ids"]], "answer": str(r["answer"]), "id": str(r.get("id", ""))}
+        for r in local_rows
+    ]
+    return [r for part in sharding.process_allgather_json(slim) for r in part]
+
+
+class _NoWriter:
+    """The metrics writer of processes other than 0 (only process 0 writes files)."""
+
+    def truncate_after(self, step):
+        pass
+
+    def write(self, step, metrics):
+        pass
+
+    def close(self):
+        pass
 
 
 # ---------------------------------------------------------------------------------------------- pieces
@@ -150,10 +201,11 @@ def run_sft(c, model_cfg, params, tokenizer, train_rows, log=print):
     return params
 
 
-def heldout_accuracy(c, model_cfg, params, tokenizer, rows, score_fn, seed) -> dict:
+def heldout_accuracy(c, model_cfg, params, tokenizer, rows, score_fn, seed, generate_fn=None) -> dict:
     """Mean correctness of ``data.heldout_samples`` samples per held-out problem at the rollout settings."""
     from jaxrlvr.sampling import generate
 
+    generate = generate_fn or generate
     n = c.data.heldout_samples
     out = generate(
         model_cfg,
@@ -226,12 +278,14 @@ def dump_rollouts(workdir, step, batch, *, prompt_len, group_size, old_logp, ent
     (out / f"step_{step:06d}.texts.json").write_text(json.dumps([str(t) for t in batch["texts"]]))
 
 
-def periodic_eval(c, model_cfg, params, tokenizer, workdir, step: int, log) -> dict:
-    """Runs the configured benchmarks; returns ``eval/<bench>/<metric>`` entries for metrics.jsonl."""
+def periodic_eval(c, model_cfg, params, tokenizer, workdir, step: int, log, generate_fn=None) -> dict:
+    """Runs the configured benchmarks; returns ``eval/<bench>/<metric>`` entries for metrics.jsonl. Every
+    process samples (on the mesh) and scores; process 0 writes the files."""
     from jaxrlvr.eval import evaluate
 
     out_dir = pathlib.Path(workdir) / "eval" / f"step_{step:06d}"
-    results = evaluate(model_cfg, params, tokenizer, config_lib.eval_config(c, str(out_dir)), log=log)
+    ecfg = config_lib.eval_config(c, str(out_dir) if sharding.is_main_process() else None)
+    results = evaluate(model_cfg, params, tokenizer, ecfg, sampler=generate_fn, log=log)
     out = {}
     for name, res in results.items():
         for key in ("acc_at_n", "maj_at_n", "mean_length"):
@@ -266,15 +320,30 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
 
     ``stop_after`` ends this invocation after that many RL steps (after checkpointing), as a preemption
     would; re-running with the same workdir resumes.
+
+    Several processes (``mesh.distributed`` or the ``JAX_*`` variables; docs/mesh.md) run this same call
+    with the same config and ``workdir`` (a shared filesystem): each reads its own shard of every prompt
+    batch and verifies its share of the responses; sampling, scoring and updates run on the global mesh;
+    process 0 writes metrics, config, summary, plots and dumps; checkpoints are written together.
     """
     t_start = time.time()
     config_lib.validate(c)
     sharding.initialize_distributed(c, log=log)  # multi-host runs (mesh.distributed or JAX_* variables)
+    main = sharding.is_main_process()
+    n_proc, proc = jax.process_count(), jax.process_index()
+    if c.rollout.prompts_per_step % n_proc:
+        raise ValueError(
+            f"rollout.prompts_per_step={c.rollout.prompts_per_step} is not divisible by the number of processes "
+            f"({n_proc}): every process reads the same number of prompts per step"
+        )
+    if not main:
+        log = lambda *a, **k: None  # noqa: E731 (one process speaks)
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if (workdir / "config.json").is_file() and (workdir / "checkpoints").is_dir():
         config_lib.check_resume_config(json.loads((workdir / "config.json").read_text()), c)  # mesh may change
-    (workdir / "config.json").write_text(c.to_json_best_effort(indent=2) + "\n")
+    if main:
+        (workdir / "config.json").write_text(c.to_json_best_effort(indent=2) + "\n")
 
     rc = config_lib.rollout_config(c)
     algo_cfg = config_lib.algo_config(c)
@@ -293,10 +362,10 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
     for r in train_rows[:1] + heldout_rows[:1]:
         if len(r["prompt_ids"]) > rc.max_prompt_len:
             raise ValueError(f"prompt of row {r.get('id')} has {len(r['prompt_ids'])} tokens > rollout.max_prompt_len")
-    stream = PromptStream(train_rows, c.rollout.prompts_per_step, c.seed)
+    stream = PromptStream(train_rows, c.rollout.prompts_per_step, c.seed, shard_index=proc, shard_count=n_proc)
     score_fn = make_score_fn(c)
     ckpt = RunCheckpointer(workdir, every=c.checkpoint.every, keep=c.checkpoint.keep)
-    metrics_writer = MetricsWriter(workdir, tensorboard=c.log.tensorboard)
+    metrics_writer = MetricsWriter(workdir, tensorboard=c.log.tensorboard) if main else _NoWriter()
 
     summary: dict = {}
     # Stage detector state (position shaping "auto"): smoothed-curve history and the detected plateau start.
@@ -323,7 +392,9 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
         if c.sft.steps:
             params = run_sft(c, model_cfg, params, tokenizer, train_rows, log=log)
         if heldout_rows:
-            before = heldout_accuracy(c, model_cfg, params, tokenizer, heldout_rows, score_fn, seed=c.seed + 17)
+            before = heldout_accuracy(
+                c, model_cfg, params, tokenizer, heldout_rows, score_fn, seed=c.seed + 17, generate_fn=pl.generate
+            )
             summary["heldout_accuracy_before"] = before["accuracy"]
             summary["heldout_pass_at_n_before"] = before["pass_at_n"]
             log(
@@ -347,14 +418,13 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
             force=True,
         )
 
-    shape_fn = jax.jit(algos.shape_advantages, static_argnums=0)
     num_steps = c.train.num_steps
     rows_per_mini = c.train.mini_batch_prompts * rc.group_size
     micro = c.train.micro_batch_size
     p_len = rc.max_prompt_len
     consecutive_skips = 0
     progress = None
-    if c.log.progress:
+    if c.log.progress and main:
         from tqdm import tqdm
 
         progress = tqdm(total=num_steps, initial=start, desc="rl", dynamic_ncols=True)
@@ -366,15 +436,18 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
         t0 = time.time()
         step_key = jax.random.fold_in(key, 1000 + step)
         seed_base = int(jax.random.randint(step_key, (), 0, 2**30))
-        knobs = state.knobs._replace(
-            ppl_active=jnp.float32(_window_active(c.train.ppl_window, step)),
-            position_active=jnp.float32(_position_active(c, stage, step)),
+        knobs = sharding.conform(
+            jax.tree.map(np.asarray, state.knobs)._replace(
+                ppl_active=np.float32(_window_active(c.train.ppl_window, step)),
+                position_active=np.float32(_position_active(c, stage, step)),
+            ),
+            pl.replicated,
         )
         # ---- rollout (with DAPO dynamic sampling) ----
         parts, gen_batches, zero_std = [], 0, 0.0
         need = c.rollout.prompts_per_step
         while True:
-            rows = next(stream)
+            rows = gather_prompt_rows(next(stream))  # this process's shard -> the global prompt batch
             part = rollout(
                 model_cfg,
                 state.params,
@@ -406,13 +479,14 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
         t_roll = time.time() - t0
 
         # ---- old log-probs, entropies, advantages ----
+        # The batch lives on the host (numpy, the same on every process); the placement's functions put it
+        # on the mesh. Their [B, R] results come back to the host for mini-batching and metrics.
         t1 = time.time()
-        ids, am = jnp.asarray(batch["input_ids"]), jnp.asarray(batch["attention_mask"])
+        ids, am, mask = batch["input_ids"], batch["attention_mask"], batch["mask"]
         old_logp, old_ent = score_tokens(
             model_cfg, state.params, ids, am, prompt_len=p_len, temperature=rc.temperature, micro_batch=micro
         )
-        mask = jnp.asarray(batch["mask"])
-        adv, aux = shape_fn(algo_cfg, jnp.asarray(batch["rewards"]), old_logp, mask, knobs)
+        adv, aux = pl.shape_advantages(algo_cfg, batch["rewards"], old_logp, mask, knobs)
         ref_logp = None
         if state.ref_params is not None:
             ref_logp, _ = score_tokens(
@@ -424,7 +498,7 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
                 temperature=rc.temperature,
                 micro_batch=micro,
             )
-        jax.block_until_ready((old_logp, old_ent, adv, ref_logp))  # honest phase timings (dispatch is async)
+        old_logp, old_ent, adv, adv_group, ref_logp = sharding.to_host((old_logp, old_ent, adv, aux["adv_B"], ref_logp))
         t_score = time.time() - t1
 
         # ---- updates ----
@@ -435,7 +509,7 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
             "old_logp": old_logp,
             "adv": adv,
             "mask": mask,
-            "truncated": jnp.asarray(batch["truncated"]),
+            "truncated": batch["truncated"],
         }
         if ref_logp is not None:
             full["ref_logp"] = ref_logp
@@ -447,8 +521,8 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
             if c.train.shuffle_minibatches:
                 order = np.random.default_rng([c.seed, step, epoch]).permutation(b)
             for j in range(b // rows_per_mini):
-                idx = jnp.asarray(order[j * rows_per_mini : (j + 1) * rows_per_mini])
-                mb = jax.tree.map(lambda x, idx=idx: x[idx], full)
+                idx = order[j * rows_per_mini : (j + 1) * rows_per_mini]
+                mb = {k: v[idx] for k, v in full.items()}
                 rng = jax.random.fold_in(step_key, epoch * 10_000 + j)
                 state, m = train_step(
                     state,
@@ -468,7 +542,7 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
         consecutive_skips = consecutive_skips + 1 if skipped == len(upd_metrics) else 0
         t_update = time.time() - t2
 
-        if c.train.dump_rollouts_every and (step + 1) % c.train.dump_rollouts_every == 0:
+        if c.train.dump_rollouts_every and (step + 1) % c.train.dump_rollouts_every == 0:  # every process scores
             new_logp, _ = score_tokens(
                 model_cfg,
                 state.params,
@@ -478,31 +552,34 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
                 temperature=rc.temperature,
                 micro_batch=micro,
             )
-            dump_rollouts(
-                workdir,
-                step + 1,
-                batch,
-                prompt_len=p_len,
-                group_size=rc.group_size,
-                old_logp=old_logp,
-                entropy=old_ent,
-                adv=adv,
-                adv_group=aux["adv_B"],
-                new_logp=new_logp,
-            )
+            new_logp = sharding.to_host(new_logp)
+            if main:
+                dump_rollouts(
+                    workdir,
+                    step + 1,
+                    batch,
+                    prompt_len=p_len,
+                    group_size=rc.group_size,
+                    old_logp=old_logp,
+                    entropy=old_ent,
+                    adv=adv,
+                    adv_group=adv_group,
+                    new_logp=new_logp,
+                )
 
         # ---- controllers ----
         mean_entropy = _masked_mean(old_ent, batch["mask"])
         knobs = algos.advance_step_state(
             algo_cfg,
-            state.knobs,  # the step's own knobs were donated with the state
+            jax.tree.map(np.asarray, state.knobs),  # the step's own knobs were donated with the state
             step=step + 1,
             total_steps=num_steps,
             epoch=min(n_epochs, 1 + ((step + 1) * c.rollout.prompts_per_step) // max(len(train_rows), 1)),
             num_epochs=n_epochs,
-            entropy=jnp.float32(mean_entropy),
+            entropy=np.float32(mean_entropy),
         )
-        state = state.replace(knobs=knobs)
+        knobs = jax.tree.map(np.asarray, knobs)
+        state = state.replace(knobs=sharding.conform(knobs, pl.replicated))
 
         # ---- metrics ----
         correct = batch["correct"]
@@ -558,7 +635,7 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
                 log(f"stage detector: plateau reached at step {step + 1}; position shaping starts")
         rec["position_active"] = float(knobs.position_active)
         if c.eval.every and ((step + 1) % c.eval.every == 0 or step + 1 == num_steps):
-            rec.update(periodic_eval(c, model_cfg, state.params, tokenizer, workdir, step + 1, log))
+            rec.update(periodic_eval(c, model_cfg, state.params, tokenizer, workdir, step + 1, log, pl.generate))
         metrics_writer.write(step + 1, rec)
         if progress is not None:
             progress.set_postfix(
@@ -592,7 +669,9 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
         progress.close()
 
     if heldout_rows:
-        after = heldout_accuracy(c, model_cfg, state.params, tokenizer, heldout_rows, score_fn, seed=c.seed + 29)
+        after = heldout_accuracy(
+            c, model_cfg, state.params, tokenizer, heldout_rows, score_fn, seed=c.seed + 29, generate_fn=pl.generate
+        )
         summary["heldout_accuracy_after"] = after["accuracy"]
         summary["heldout_pass_at_n_after"] = after["pass_at_n"]
         log(
@@ -600,10 +679,13 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
             f"{after['pass_at_n']:.3f}); e.g. {after['example']!r}"
         )
     summary.update(steps=num_steps, wall_seconds=time.time() - t_start, workdir=str(workdir))
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if n_proc > 1:
+        summary["processes"] = n_proc
+    if main:
+        (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     metrics_writer.close()
     ckpt.close()
-    if c.log.plots:
+    if c.log.plots and main:
         from jaxrlvr.train.plots import plot_run
 
         plot_run(workdir)

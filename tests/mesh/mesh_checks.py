@@ -70,8 +70,13 @@ def check_step(out):
     params = init_params(CFG, jax.random.key(0))
     batch = _batch()
     old, old_ent = score_tokens(
-        CFG, params, jnp.asarray(batch["input_ids"]), jnp.asarray(batch["attention_mask"]),
-        prompt_len=P, temperature=0.9, micro_batch=MICRO,
+        CFG,
+        params,
+        jnp.asarray(batch["input_ids"]),
+        jnp.asarray(batch["attention_mask"]),
+        prompt_len=P,
+        temperature=0.9,
+        micro_batch=MICRO,
     )
     noise = np.random.default_rng(1).normal(0, 0.1, old.shape).astype(np.float32)
     batch["old_logp"] = np.asarray(old) + noise  # ratios != 1: clipping is exercised

@@ -140,3 +140,29 @@ def test_position_shaping_auto_start_follows_the_stage_detector():
     assert [_position_active(c, stage, s) for s in range(6)] == [0, 0, 0, 1, 1, 0]
     fixed = position_shaping.get_config("smoke")
     assert [_position_active(fixed, stage, s) for s in range(3)] == [0, 1, 0]
+
+
+def test_prompt_stream_shards_are_slices_of_the_global_batches():
+    from jaxrlvr.train.loop import PromptStream
+
+    rows = [{"id": i} for i in range(13)]
+    whole = PromptStream(rows, 6, seed=3)
+    shards = [PromptStream(rows, 6, seed=3, shard_index=i, shard_count=3) for i in range(3)]
+    for _ in range(5):  # past the first epoch: the shuffle repeats consistently
+        assert [r["id"] for r in next(whole)] == [r["id"] for s in shards for r in next(s)]
+    assert all(s.get_state() == whole.get_state() for s in shards)  # resumable on any process count
+    moved = PromptStream(rows, 6, seed=3)
+    moved.set_state(shards[1].get_state())
+    assert next(moved) == next(whole)
+
+
+def test_prompt_stream_rejects_bad_shards():
+    from jaxrlvr.train.loop import PromptStream
+
+    rows = [{"id": i} for i in range(8)]
+    with pytest.raises(ValueError, match="prompts_per_step=6 is not divisible by the number of processes \\(4\\)"):
+        PromptStream(rows, 6, seed=0, shard_index=0, shard_count=4)
+    with pytest.raises(ValueError, match="shard_index=2"):
+        PromptStream(rows, 4, seed=0, shard_index=2, shard_count=2)
+    with pytest.raises(ValueError, match="no training rows"):
+        PromptStream([], 4, seed=0)
