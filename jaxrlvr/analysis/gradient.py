@@ -26,6 +26,7 @@ import numpy as np
 
 from jaxrlvr.algos import policy_loss
 from jaxrlvr.models import ModelConfig, hidden_states, lm_logits
+from jaxrlvr.models.model import map_position_chunks
 
 
 def surrogate_coefficients(
@@ -91,17 +92,9 @@ def response_token_stats(
     h = hidden_states(config, params, input_ids_BS, attention_mask_BS)
     h_resp = h[:, prompt_len - 1 : -1]
     targets = input_ids_BS[:, prompt_len:]
-    b, r, d = h_resp.shape
-    c = min(chunk_size, r)
-    n = -(-r // c)
-    pad = n * c - r
-    if pad:
-        h_resp = jnp.pad(h_resp, ((0, 0), (0, pad), (0, 0)))
-        targets = jnp.pad(targets, ((0, 0), (0, pad)))
-    h_NBCD = h_resp.reshape(b, n, c, d).swapaxes(0, 1)
-    tg_NBC = targets.reshape(b, n, c).swapaxes(0, 1)
-    outs = jax.lax.map(lambda xs: _chunk_stats(config, params, xs[0], xs[1], temperature), (h_NBCD, tg_NBC))
-    return tuple(o.swapaxes(0, 1).reshape(b, n * c)[:, :r] for o in outs)
+    return map_position_chunks(
+        lambda h_c, tg_c: _chunk_stats(config, params, h_c, tg_c, temperature), h_resp, targets, chunk_size
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,9 @@ key              shape      meaning
 ``group_size``   []         G
 ===============  =========  ==========================================================================
 
-The texts file is a JSON list of the ``B`` decoded responses. ``RolloutDump.save`` writes the same format.
+The texts file is a JSON list of the ``B`` decoded responses; ``step_NNNNNN.answers.json`` (when present)
+the ``B`` gold answers the verifier compared them with (what per-token impact, Deng et al. Eq. 6, needs to
+score continuations). ``RolloutDump.save`` writes the same format.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class RolloutDump:
     lengths: np.ndarray
     truncated: np.ndarray
     texts: list[str] | None = None
+    answers: list[str] | None = None  # the gold answer of each row
 
     def __post_init__(self):
         b, r = np.shape(self.tokens)[:2] if np.ndim(self.tokens) == 2 else (None, None)
@@ -89,8 +92,10 @@ class RolloutDump:
             raise ValueError(
                 f"RolloutDump: batch of {b} rows is not a multiple of group_size={self.group_size}"
             )
-        if self.texts is not None and len(self.texts) != b:
-            raise ValueError(f"RolloutDump.texts has {len(self.texts)} entries for {b} rows")
+        for k in ("texts", "answers"):
+            v = getattr(self, k)
+            if v is not None and len(v) != b:
+                raise ValueError(f"RolloutDump.{k} has {len(v)} entries for {b} rows")
 
     # ------------------------------------------------------------------------------------------ shapes
     @property
@@ -117,7 +122,8 @@ class RolloutDump:
     # --------------------------------------------------------------------------------------------- I/O
     @classmethod
     def load(cls, path: str | os.PathLike) -> RolloutDump:
-        """Reads ``step_NNNNNN.npz`` (and its ``.texts.json`` when present); names a missing key."""
+        """Reads ``step_NNNNNN.npz`` (and its ``.texts.json`` / ``.answers.json`` when present); names a
+        missing key."""
         path = pathlib.Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"rollout dump {path} does not exist")
@@ -126,25 +132,27 @@ class RolloutDump:
             if missing:
                 raise ValueError(f"rollout dump {path} lacks the arrays {missing} (has {sorted(z.files)})")
             arrays = {k: np.asarray(z[k]) for k in DUMP_KEYS}
-        texts_path = path.with_name(path.name[: -len(".npz")] + ".texts.json")
-        texts = json.loads(texts_path.read_text()) if texts_path.is_file() else None
-        return cls(
-            step=int(arrays.pop("step")),
-            group_size=int(arrays.pop("group_size")),
-            texts=texts,
-            **arrays,
-        )
+        side = {}
+        for k in ("texts", "answers"):
+            side_path = _side_path(path, k)
+            side[k] = json.loads(side_path.read_text()) if side_path.is_file() else None
+        return cls(step=int(arrays.pop("step")), group_size=int(arrays.pop("group_size")), **side, **arrays)
 
     def save(self, path: str | os.PathLike) -> pathlib.Path:
-        """Writes the documented format (npz + texts JSON when ``texts`` is set); returns the npz path."""
+        """Writes the documented format (npz + texts / answers JSON when set); returns the npz path."""
         path = pathlib.Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {k: getattr(self, k) for k in _BP_KEYS + _BR_KEYS + _B_KEYS}
+        arrays = {k: np.asarray(getattr(self, k)) for k in _BP_KEYS + _BR_KEYS + _B_KEYS}
         np.savez_compressed(path, step=self.step, group_size=self.group_size, **arrays)
-        if self.texts is not None:
-            texts_path = path.with_name(path.name[: -len(".npz")] + ".texts.json")
-            texts_path.write_text(json.dumps([str(t) for t in self.texts]))
+        for k in ("texts", "answers"):
+            v = getattr(self, k)
+            if v is not None:
+                _side_path(path, k).write_text(json.dumps([str(t) for t in v]))
         return path
+
+
+def _side_path(npz_path: pathlib.Path, kind: str) -> pathlib.Path:
+    return npz_path.with_name(npz_path.name[: -len(".npz")] + f".{kind}.json")
 
 
 def dump_path(workdir: str | os.PathLike, step: int) -> pathlib.Path:

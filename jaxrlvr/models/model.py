@@ -139,8 +139,17 @@ def token_logprobs_and_entropy(
     Logits are built ``chunk_size`` positions at a time inside a rematerialised scan, so neither the
     forward nor the backward pass ever holds B*T*V float32 values (only B*chunk*V).
     """
+    return map_position_chunks(
+        lambda h, tg: _chunk_logp_entropy(config, params, h, tg, float(temperature)), h_BTD, targets_BT, chunk_size
+    )
+
+
+def map_position_chunks(fn, h_BTD: Array, targets_BT: Array, chunk_size: int) -> tuple[Array, ...]:
+    """``fn(h_BCD, targets_BC) -> tuple of [B, C] arrays`` applied ``chunk_size`` positions at a time (a scan
+    over chunks, the last one zero-padded); returns the tuple's arrays as [B, T]. Per-position statistics
+    that need the [B, C, V] logits (log-probs, entropies, gradient proxies) use it to bound memory."""
     b, t, d = h_BTD.shape
-    c = min(chunk_size, t)
+    c = max(1, min(int(chunk_size), t))
     n = -(-t // c)
     pad = n * c - t
     if pad:
@@ -148,11 +157,5 @@ def token_logprobs_and_entropy(
         targets_BT = jnp.pad(targets_BT, ((0, 0), (0, pad)))
     h_NBCD = h_BTD.reshape(b, n, c, d).swapaxes(0, 1)
     tg_NBC = targets_BT.reshape(b, n, c).swapaxes(0, 1)
-
-    def body(carry, xs):
-        return carry, _chunk_logp_entropy(config, params, xs[0], xs[1], float(temperature))
-
-    _, (logp, ent) = jax.lax.scan(body, None, (h_NBCD, tg_NBC))
-    logp = logp.swapaxes(0, 1).reshape(b, n * c)[:, :t]
-    ent = ent.swapaxes(0, 1).reshape(b, n * c)[:, :t]
-    return logp, ent
+    _, outs = jax.lax.scan(lambda carry, xs: (carry, tuple(fn(xs[0], xs[1]))), None, (h_NBCD, tg_NBC))
+    return tuple(o.swapaxes(0, 1).reshape(b, n * c)[:, :t] for o in outs)

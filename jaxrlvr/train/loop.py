@@ -231,51 +231,33 @@ def heldout_accuracy(c, model_cfg, params, tokenizer, rows, score_fn, seed, gene
     }
 
 
-ROLLOUT_DUMP_KEYS = (
-    "prompt_ids",
-    "prompt_mask",
-    "tokens",
-    "mask",
-    "old_logp",
-    "entropy",
-    "rewards",
-    "correct",
-    "adv_group",
-    "adv",
-    "new_logp",
-    "lengths",
-    "truncated",
-)
-
-
 def dump_rollouts(workdir, step, batch, *, prompt_len, group_size, old_logp, entropy, adv, adv_group, new_logp):
-    """Saves the batch a step trained on to ``rollouts/step_NNNNNN.npz`` (+ ``.texts.json``).
+    """Saves the batch a step trained on to ``rollouts/step_NNNNNN.npz`` (+ ``.texts.json``,
+    ``.answers.json``) in the format of :class:`jaxrlvr.analysis.rollouts.RolloutDump` (documented there):
+    ``old_logp`` is the rollout policy at the rollout temperature, ``adv`` the shaped advantage,
+    ``adv_group`` the group advantage before shaping, ``new_logp`` the same tokens after the step's updates."""
+    from jaxrlvr.analysis.rollouts import RolloutDump, dump_path
 
-    Arrays (B = prompts x G rows, groups contiguous; R = response columns): ``prompt_ids``/``prompt_mask``
-    [B, P] (left-padded), ``tokens``/``mask`` [B, R], ``old_logp`` (rollout policy, at the rollout
-    temperature), ``entropy`` (nats), ``adv`` (after shaping), ``new_logp`` (same tokens after the step's
-    updates) [B, R]; ``rewards``, ``correct``, ``adv_group`` (group advantage before shaping), ``lengths``,
-    ``truncated`` [B]; scalars ``step``, ``group_size``. The decoded responses are in the JSON file.
-    """
-    out = pathlib.Path(workdir) / "rollouts"
-    out.mkdir(parents=True, exist_ok=True)
-    arrays = {
-        "prompt_ids": batch["input_ids"][:, :prompt_len],
-        "prompt_mask": batch["attention_mask"][:, :prompt_len],
-        "tokens": batch["tokens"],
-        "mask": batch["mask"],
-        "old_logp": np.asarray(old_logp),
-        "entropy": np.asarray(entropy),
-        "rewards": batch["rewards"],
-        "correct": batch["correct"],
-        "adv_group": np.asarray(adv_group),
-        "adv": np.asarray(adv),
-        "new_logp": np.asarray(new_logp),
-        "lengths": batch["lengths"],
-        "truncated": batch["truncated"],
-    }
-    np.savez_compressed(out / f"step_{step:06d}.npz", step=step, group_size=group_size, **arrays)
-    (out / f"step_{step:06d}.texts.json").write_text(json.dumps([str(t) for t in batch["texts"]]))
+    dump = RolloutDump(
+        step=int(step),
+        group_size=int(group_size),
+        prompt_ids=batch["input_ids"][:, :prompt_len],
+        prompt_mask=batch["attention_mask"][:, :prompt_len],
+        tokens=batch["tokens"],
+        mask=batch["mask"],
+        old_logp=np.asarray(old_logp),
+        entropy=np.asarray(entropy),
+        adv=np.asarray(adv),
+        new_logp=np.asarray(new_logp),
+        rewards=batch["rewards"],
+        correct=batch["correct"],
+        adv_group=np.asarray(adv_group),
+        lengths=batch["lengths"],
+        truncated=batch["truncated"],
+        texts=[str(t) for t in batch["texts"]],
+        answers=[str(a) for a in batch["answers"]],
+    )
+    return dump.save(dump_path(workdir, step))
 
 
 def periodic_eval(c, model_cfg, params, tokenizer, workdir, step: int, log, generate_fn=None) -> dict:

@@ -74,7 +74,8 @@ def rollout(
 
     Returns numpy arrays: ``input_ids``/``attention_mask`` [B, P+R] (prompt left-padded to
     ``max_prompt_len``), ``mask``/``tokens``/``sample_logp`` [B, R], ``lengths``, ``truncated``, ``correct``,
-    ``rewards`` [B] (+1/-1, plus the DAPO overlong penalty on token length when enabled), and ``texts``.
+    ``rewards`` [B] (+1/-1, plus the DAPO overlong penalty on token length when enabled), ``texts`` and the
+    gold ``answers`` [B].
     """
     from jaxrlvr.sampling import generate
 
@@ -123,6 +124,7 @@ def rollout(
         "correct": correct,
         "rewards": rewards,
         "texts": np.asarray(texts, dtype=object),
+        "answers": np.asarray(golds, dtype=object),
     }
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxrlvr.analysis import DUMP_KEYS, RolloutDump, dump_path, list_dumps, load_run
-from jaxrlvr.train.loop import ROLLOUT_DUMP_KEYS, dump_rollouts
+from jaxrlvr.train.loop import dump_rollouts
 
 from .synthetic import make_dump, make_run
 
@@ -26,9 +26,9 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_trainer_writer_is_readable(tmp_path):
-    """The trainer's `dump_rollouts` output loads with every documented key."""
-    assert set(ROLLOUT_DUMP_KEYS) | {"step", "group_size"} == set(DUMP_KEYS)
+    """The trainer's `dump_rollouts` output loads with every documented key, texts and gold answers."""
     d = make_dump(3)
+    answers = [str(i // d.group_size) for i in range(d.batch_size)]
     batch = {
         "input_ids": np.concatenate([d.prompt_ids, d.tokens], 1),
         "attention_mask": np.concatenate([d.prompt_mask, d.mask], 1),
@@ -39,6 +39,7 @@ def test_trainer_writer_is_readable(tmp_path):
         "lengths": d.lengths,
         "truncated": d.truncated,
         "texts": np.asarray(d.texts, dtype=object),
+        "answers": np.asarray(answers, dtype=object),
     }
     dump_rollouts(
         tmp_path,
@@ -55,7 +56,9 @@ def test_trainer_writer_is_readable(tmp_path):
     back = RolloutDump.load(dump_path(tmp_path, 3))
     np.testing.assert_array_equal(back.prompt_mask, d.prompt_mask)
     np.testing.assert_array_equal(back.new_logp, d.new_logp)
-    assert back.texts == d.texts
+    assert back.texts == d.texts and back.answers == answers
+    for k in DUMP_KEYS[:-2]:
+        np.testing.assert_array_equal(getattr(back, k), getattr(d, k))
 
 
 def test_bad_dumps_name_the_problem(tmp_path):
@@ -66,6 +69,8 @@ def test_bad_dumps_name_the_problem(tmp_path):
         RolloutDump(**{**d.__dict__, "group_size": 5})
     with pytest.raises(ValueError, match="texts"):
         RolloutDump(**{**d.__dict__, "texts": ["x"]})
+    with pytest.raises(ValueError, match="answers has 1 entries for 16 rows"):
+        RolloutDump(**{**d.__dict__, "answers": ["x"]})
     path = tmp_path / "step_000001.npz"
     np.savez(path, tokens=d.tokens)
     with pytest.raises(ValueError, match="lacks the arrays"):
