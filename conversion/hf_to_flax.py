@@ -11,9 +11,7 @@ import sys
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--hf-dir", required=True, help="folder with config.json and model.safetensors[.index.json]"
-    )
+    ap.add_argument("--hf-dir", required=True, help="folder with config.json and model.safetensors[.index.json]")
     ap.add_argument("--out", required=True, help="output folder (model_config.json + params/)")
     ap.add_argument(
         "--dtype",

@@ -60,9 +60,7 @@ def key_map(cfg: ModelConfig) -> list[Entry]:
         cfg.vocab_size,
     )
     ident = lambda x: x
-    out: list[Entry] = [
-        Entry("model.embed_tokens.weight", ("embed", "embedding"), None, (v, d), ident, ident)
-    ]
+    out: list[Entry] = [Entry("model.embed_tokens.weight", ("embed", "embedding"), None, (v, d), ident, ident)]
 
     def lin_in(n):  # [n*hd, d] <-> [d, n, hd]
         return (lambda w: w.T.reshape(d, n, hd)), (lambda k: k.reshape(d, n * hd).T)
@@ -112,9 +110,7 @@ def key_map(cfg: ModelConfig) -> list[Entry]:
                 *transpose,
             )
         )
-        out.append(
-            Entry(p + "mlp.up_proj.weight", ("layers", "mlp", "up_proj", "kernel"), layer, (i, d), *transpose)
-        )
+        out.append(Entry(p + "mlp.up_proj.weight", ("layers", "mlp", "up_proj", "kernel"), layer, (i, d), *transpose))
         out.append(
             Entry(
                 p + "mlp.down_proj.weight",
@@ -124,9 +120,7 @@ def key_map(cfg: ModelConfig) -> list[Entry]:
                 *transpose,
             )
         )
-        out.append(
-            Entry(p + "input_layernorm.weight", ("layers", "input_norm", "scale"), layer, (d,), ident, ident)
-        )
+        out.append(Entry(p + "input_layernorm.weight", ("layers", "input_norm", "scale"), layer, (d,), ident, ident))
         out.append(
             Entry(
                 p + "post_attention_layernorm.weight",
@@ -199,9 +193,7 @@ def iter_hf_tensors(path: str | os.PathLike) -> Iterator[tuple[str, np.ndarray, 
                 try:
                     arr = sf.get_tensor(name)
                 except Exception as e:
-                    raise CheckpointError(
-                        f"cannot read tensor {name!r} from {f} (truncated file?): {e}"
-                    ) from None
+                    raise CheckpointError(f"cannot read tensor {name!r} from {f} (truncated file?): {e}") from None
                 yield name, arr, f
 
 
@@ -231,9 +223,7 @@ def load_hf_checkpoint(path: str | os.PathLike, dtype=np.float32) -> tuple[Model
         if name not in entries:
             if name == "lm_head.weight" and cfg.tie_word_embeddings:
                 continue  # tied: the head is the embedding; some exporters still write it
-            raise CheckpointError(
-                f"unexpected tensor {name!r} in {f} (not part of a Qwen2 model with this config)"
-            )
+            raise CheckpointError(f"unexpected tensor {name!r} in {f} (not part of a Qwen2 model with this config)")
         e = entries[name]
         if arr.dtype not in _FLOAT_DTYPES.values():
             raise CheckpointError(f"tensor {name!r} in {f} has dtype {arr.dtype}, expected a float dtype")
@@ -303,9 +293,7 @@ def save_hf_checkpoint(
         raise CheckpointError(f"params do not match the config: missing {missing}, unexpected {extra}")
     for k, shape in expected.items():
         if tuple(flat[k].shape) != shape:
-            raise CheckpointError(
-                f"parameter {'/'.join(k)} has shape {tuple(flat[k].shape)}, expected {shape}"
-            )
+            raise CheckpointError(f"parameter {'/'.join(k)} has shape {tuple(flat[k].shape)}, expected {shape}")
 
     dtypes = {np.dtype(v.dtype) for v in flat.values()}
     if len(dtypes) != 1:

@@ -73,9 +73,7 @@ def memory_bandwidth(repeats=5):
 # ----------------------------------------------------------------------------------------------- sections
 def make_prompts(cfg, n, lo_hi, seed=0):
     rng = np.random.default_rng(seed)
-    return [
-        rng.integers(1, cfg.vocab_size, int(rng.integers(lo_hi[0], lo_hi[1] + 1))).tolist() for _ in range(n)
-    ]
+    return [rng.integers(1, cfg.vocab_size, int(rng.integers(lo_hi[0], lo_hi[1] + 1))).tolist() for _ in range(n)]
 
 
 def bytes_per_step(ip, cfg, sampler, prompt_len):

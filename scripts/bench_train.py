@@ -116,15 +116,15 @@ Demo model (2 layers, width 128, char vocab {model_cfg.vocab_size}); 16 prompts 
 
 | phase | s / step | share |
 |---|---:|---:|
-| rollout (sampling + verification) | {phases['rollout']:.3f} | {100 * phases['rollout'] / step_t:.0f}% |
-| old log-probs + advantages | {phases['score']:.3f} | {100 * phases['score'] / step_t:.0f}% |
-| updates | {phases['update']:.3f} | {100 * phases['update'] / step_t:.0f}% |
+| rollout (sampling + verification) | {phases["rollout"]:.3f} | {100 * phases["rollout"] / step_t:.0f}% |
+| old log-probs + advantages | {phases["score"]:.3f} | {100 * phases["score"] / step_t:.0f}% |
+| updates | {phases["update"]:.3f} | {100 * phases["update"] / step_t:.0f}% |
 | whole step | {step_t:.3f} | |
 
-Rollout: {result['rollout_tokens_per_s']:,.0f} response tokens/s; update: {result['update_tokens_per_s']:,.0f}
+Rollout: {result["rollout_tokens_per_s"]:,.0f} response tokens/s; update: {result["update_tokens_per_s"]:,.0f}
 response tokens/s. Baseline in the same run: a plain cross-entropy forward + backward + AdamW step on a batch
 of the same shape takes {base * 1e3:.0f} ms; one RL mini-batch update takes {upd_per_mb * 1e3:.0f} ms
-(ratio {result['update_over_baseline']:.2f}x: the clipped loss, entropy, metrics and the NaN guard)."""
+(ratio {result["update_over_baseline"]:.2f}x: the clipped loss, entropy, metrics and the NaN guard)."""
         replace_section(pathlib.Path(args.write), SECTION, body)
     return 0
 

@@ -86,9 +86,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     ap.add_argument("--timeout", type=float, default=5.0, help="per-item deadline (s)")
-    ap.add_argument(
-        "--write", default="", help="update this Markdown file's '## Verifier throughput' section"
-    )
+    ap.add_argument("--write", default="", help="update this Markdown file's '## Verifier throughput' section")
     args = ap.parse_args(argv)
     golds = [r["answer"] for r in load_benchmark_rows("math500")]
     rows = []

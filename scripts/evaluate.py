@@ -14,9 +14,7 @@ A missing file (checkpoint, GPQA data, ...) ends the script with the loader's me
 from absl import app
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/eval.py", "evaluation config file", lock_config=True
-)
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/eval.py", "evaluation config file", lock_config=True)
 
 
 def main(argv):

@@ -96,9 +96,7 @@ def position_bins(mask_BT, num_bins: int = 20) -> np.ndarray:
     return np.where(np.isfinite(rel), k, -1)
 
 
-def positional_profile(
-    values_BT, mask_BT, *, num_bins: int = 20, rows_B=None
-) -> tuple[np.ndarray, np.ndarray]:
+def positional_profile(values_BT, mask_BT, *, num_bins: int = 20, rows_B=None) -> tuple[np.ndarray, np.ndarray]:
     """Mean of a per-token quantity (entropy, impact, gradient proxy, ...) by relative-position bin.
 
     ``mean_k = sum_{(b,t) in bin k} v_bt / #tokens in bin k`` over the valid tokens of the selected rows

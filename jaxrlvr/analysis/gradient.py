@@ -142,13 +142,9 @@ def gradient_norm_proxy(
     toks = np.asarray(tokens_BR)
     mask = np.asarray(mask_BR)
     if p_ids.ndim != 2 or toks.ndim != 2 or p_ids.shape[0] != toks.shape[0] or p_ids.shape != p_mask.shape:
-        raise ValueError(
-            f"prompt {p_ids.shape}/{p_mask.shape} and tokens {toks.shape} do not fit [B, P] / [B, R]"
-        )
+        raise ValueError(f"prompt {p_ids.shape}/{p_mask.shape} and tokens {toks.shape} do not fit [B, P] / [B, R]")
     if mask.shape != toks.shape or np.shape(adv_BR) != toks.shape:
-        raise ValueError(
-            f"mask {mask.shape} and adv {np.shape(adv_BR)} must have the tokens' shape {toks.shape}"
-        )
+        raise ValueError(f"mask {mask.shape} and adv {np.shape(adv_BR)} must have the tokens' shape {toks.shape}")
     if micro_batch < 1:
         raise ValueError(f"micro_batch must be >= 1, got {micro_batch!r}")
     ids = np.concatenate([p_ids, toks], axis=1).astype(np.int32)

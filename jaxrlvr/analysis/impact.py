@@ -85,9 +85,7 @@ def replacement_tokens(
         if not 0 <= t < len(responses[b]):
             raise ValueError(f"position {(b, t)} is outside response {b} of length {len(responses[b])}")
         if t == 0 and not len(prompts[b]):
-            raise ValueError(
-                f"position {(b, t)}: row {b} has an empty prompt, nothing predicts its first token"
-            )
+            raise ValueError(f"position {(b, t)}: row {b} has an empty prompt, nothing predicts its first token")
     for s in range(0, len(rows), max_rows):
         chunk = rows[s : s + max_rows]
         seqs = [list(prompts[b]) + list(responses[b]) for b in chunk]
@@ -160,9 +158,7 @@ def performance_impact(
     from jaxrlvr.sampling import generate
 
     if k < 1 or prompts_per_call < 1 or max_new_tokens < 1:
-        raise ValueError(
-            f"k={k}, prompts_per_call={prompts_per_call}, max_new_tokens={max_new_tokens} must be >= 1"
-        )
+        raise ValueError(f"k={k}, prompts_per_call={prompts_per_call}, max_new_tokens={max_new_tokens} must be >= 1")
     if not (len(prompts) == len(responses) == len(golds)):
         raise ValueError(f"{len(prompts)} prompts, {len(responses)} responses and {len(golds)} golds differ")
     pos = [(int(b), int(t)) for b, t in positions]
@@ -230,9 +226,7 @@ def performance_impact(
     )
 
 
-def evenly_spaced_positions(
-    mask_BR, per_row: int, rows: Sequence[int] | None = None
-) -> list[tuple[int, int]]:
+def evenly_spaced_positions(mask_BR, per_row: int, rows: Sequence[int] | None = None) -> list[tuple[int, int]]:
     """``per_row`` positions per response spread evenly over its valid tokens
     (``t_j = round(j (L - 1) / (per_row - 1))``, duplicates dropped; all tokens when ``L <= per_row``), for
     a positional impact profile at a fixed sampling cost."""

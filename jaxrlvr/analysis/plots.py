@@ -128,9 +128,7 @@ def ppl_histograms(log_ppl_correct, log_ppl_incorrect, top_shift_log_ppl, all_to
     return fig
 
 
-def probability_shifts(
-    shift_pos, shift_neg, shift_all, entropy_all, *, threshold: float = 0.06, max_points=5000
-):
+def probability_shifts(shift_pos, shift_neg, shift_all, entropy_all, *, threshold: float = 0.06, max_points=5000):
     """Left: histogram of token probability shifts for positive / negative samples (|d| < threshold
     band marked). Right: shift vs token entropy."""
     plt = _plt()

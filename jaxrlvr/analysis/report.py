@@ -258,9 +258,7 @@ def analyze_run(workdir: str | os.PathLike, opts: ReportOptions = ReportOptions(
         summary["pooled_dumps"] = ", ".join(str(s) for s in pooled_steps)
         summary["pooled_auroc"] = auroc(np.concatenate([sc, si]), np.r_[np.ones(sc.size), np.zeros(si.size)])
         sh = pool.get("shift_all")
-        summary["pooled_small_shift_share"] = (
-            float(np.mean(np.abs(sh) < opts.shift_threshold)) if sh.size else None
-        )
+        summary["pooled_small_shift_share"] = float(np.mean(np.abs(sh) < opts.shift_threshold)) if sh.size else None
     return RunAnalysis(
         run=run,
         options=opts,
@@ -339,9 +337,7 @@ def write_figures(a: RunAnalysis, out: pathlib.Path) -> list[str]:
     c, b = a.curves, a.plateau_step
     if a.steps.size:
         plots.save(
-            plots.curves_with_stage(
-                a.steps, c["entropy"], c["accuracy"], c["entropy_ema"], c["accuracy_ema"], b
-            ),
+            plots.curves_with_stage(a.steps, c["entropy"], c["accuracy"], c["entropy_ema"], c["accuracy_ema"], b),
             out / "curves.png",
         )
         names.append("curves.png")
@@ -402,9 +398,7 @@ def write_figures(a: RunAnalysis, out: pathlib.Path) -> list[str]:
             series["quality issue rate"] = {
                 k: col(f"quality_{k}") for k in ("format_violation", "language_mixing", "repetition")
             }
-            series["token categories (share)"] = {
-                k.replace("_", " "): col(f"category_{k}") for k in CATEGORIES
-            }
+            series["token categories (share)"] = {k.replace("_", " "): col(f"category_{k}") for k in CATEGORIES}
             series["diversity"] = {"distinct-2": col("distinct_2"), "Self-BLEU": col("self_bleu")}
         plots.save(plots.dump_series(steps, series, b), out / "dump_metrics.png")
         names.append("dump_metrics.png")
@@ -473,9 +467,7 @@ def render_html(a: RunAnalysis, figures: list[str]) -> str:
             f"<figcaption>{html.escape(_FIGURE_NOTES.get(name, name))}</figcaption></figure>"
         )
     if a.pooled_steps:
-        parts.append(
-            f"<p>Distribution figures pool the dumps of steps {', '.join(map(str, a.pooled_steps))}.</p>"
-        )
+        parts.append(f"<p>Distribution figures pool the dumps of steps {', '.join(map(str, a.pooled_steps))}.</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

@@ -89,9 +89,7 @@ class RolloutDump:
                 f"{np.shape(self.prompt_mask)} differ in shape"
             )
         if self.group_size < 1 or b % self.group_size:
-            raise ValueError(
-                f"RolloutDump: batch of {b} rows is not a multiple of group_size={self.group_size}"
-            )
+            raise ValueError(f"RolloutDump: batch of {b} rows is not a multiple of group_size={self.group_size}")
         for k in ("texts", "answers"):
             v = getattr(self, k)
             if v is not None and len(v) != b:

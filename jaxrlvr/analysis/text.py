@@ -139,9 +139,7 @@ def category_shares(texts: Sequence[str], rows_B=None) -> dict[str, float]:
     if rows_B is not None:
         counts = counts[np.asarray(rows_B, bool).reshape(-1)]
     total = counts.sum()
-    return {
-        c: (float(counts[:, j].sum() / total) if total else float("nan")) for j, c in enumerate(CATEGORIES)
-    }
+    return {c: (float(counts[:, j].sum() / total) if total else float("nan")) for j, c in enumerate(CATEGORIES)}
 
 
 def _units(text: str, unit: str) -> list[str]:
@@ -174,8 +172,7 @@ def self_bleu(texts: Sequence[str]) -> float:
         return float("nan")
     bleu = BLEU(effective_order=True)
     scores = [
-        bleu.sentence_score(str(t), [str(r) for j, r in enumerate(texts) if j != i]).score
-        for i, t in enumerate(texts)
+        bleu.sentence_score(str(t), [str(r) for j, r in enumerate(texts) if j != i]).score for i, t in enumerate(texts)
     ]
     return float(np.mean(scores) / 100.0)
 

@@ -69,9 +69,7 @@ def package_benchmark_path(name: str) -> pathlib.Path:
     return path
 
 
-def resolve_data_path(
-    name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None
-) -> pathlib.Path:
+def resolve_data_path(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> pathlib.Path:
     """A named data set (in ``data_dir`` when given, else the shipped copy) or an existing file path."""
     name = str(name_or_path)
     if name in BENCHMARK_FILES or name in TRAIN_FILES:
@@ -105,9 +103,7 @@ def _file_format(path: pathlib.Path, fmt: str) -> str:
         return "jsonl"
     if suffix in (".parquet", ".pq"):
         return "parquet"
-    raise DataError(
-        f"{path}: cannot tell the format from the suffix {suffix!r}; set format='jsonl' or 'parquet'"
-    )
+    raise DataError(f"{path}: cannot tell the format from the suffix {suffix!r}; set format='jsonl' or 'parquet'")
 
 
 def iter_records(path: pathlib.Path, fmt: str = "auto") -> Iterator[tuple[int, Any]]:

@@ -89,8 +89,7 @@ class DataConfig:
         if self.shard_index is not None and self.shard_count is not None:
             if not 0 <= self.shard_index < self.shard_count:
                 raise ValueError(
-                    f"DataConfig.shard_index={self.shard_index} must be in "
-                    f"[0, shard_count={self.shard_count})"
+                    f"DataConfig.shard_index={self.shard_index} must be in [0, shard_count={self.shard_count})"
                 )
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
             raise ValueError(f"DataConfig.max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
@@ -154,8 +153,7 @@ class PromptDataset:
             ids = self.template.encode(row["problem"], tokenizer)
             if config.max_prompt_tokens is not None and len(ids) > config.max_prompt_tokens:
                 reason = (
-                    f"prompt of id {row['id']!r} has {len(ids)} tokens > "
-                    f"max_prompt_tokens={config.max_prompt_tokens}"
+                    f"prompt of id {row['id']!r} has {len(ids)} tokens > max_prompt_tokens={config.max_prompt_tokens}"
                 )
                 if not config.skip_bad_rows:
                     raise DataError(f"{path}:{line}: {reason}")

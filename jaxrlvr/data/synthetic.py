@@ -39,9 +39,7 @@ class ArithmeticConfig:
             raise ValueError(f"ArithmeticConfig.digits must be in [1, 6], got {self.digits}")
         bad = [k for k in self.kinds if k not in ("add", "add3")]
         if bad or not self.kinds:
-            raise ValueError(
-                f"ArithmeticConfig.kinds must be a non-empty subset of ('add', 'add3'), got {self.kinds}"
-            )
+            raise ValueError(f"ArithmeticConfig.kinds must be a non-empty subset of ('add', 'add3'), got {self.kinds}")
 
 
 def _operands(rng: random.Random, cfg: ArithmeticConfig, kind: str) -> list[int]:
@@ -63,9 +61,7 @@ def make_problem(rng: random.Random, cfg: ArithmeticConfig, index: int, split: s
     return {"id": f"{split}-{index}", "problem": problem, "answer": str(sum(ops)), "operands": ops}
 
 
-def make_dataset(
-    n: int, seed: int, cfg: ArithmeticConfig = ArithmeticConfig(), split: str = "train"
-) -> list[dict]:
+def make_dataset(n: int, seed: int, cfg: ArithmeticConfig = ArithmeticConfig(), split: str = "train") -> list[dict]:
     """``n`` problems drawn from ``seed``; different splits use disjoint seeds and never share a problem."""
     rng = random.Random(f"{split}:{seed}")
     rows, seen = [], set()
@@ -83,15 +79,11 @@ def disjoint_splits(n_train: int, n_test: int, seed: int, cfg: ArithmeticConfig 
     """Train and held-out problems with no operand tuple in common."""
     test = make_dataset(n_test, seed, cfg, "heldout")
     taken = {tuple(r["operands"]) for r in test}
-    train = [
-        r for r in make_dataset(n_train + n_test, seed, cfg, "train") if tuple(r["operands"]) not in taken
-    ]
+    train = [r for r in make_dataset(n_train + n_test, seed, cfg, "train") if tuple(r["operands"]) not in taken]
     return train[:n_train], test
 
 
-def worked_solution(
-    operands: list[int], rng: random.Random | None = None, step_error: float = 0.0
-) -> tuple[str, int]:
+def worked_solution(operands: list[int], rng: random.Random | None = None, step_error: float = 0.0) -> tuple[str, int]:
     """Column addition, least significant digit first; returns (text, value the text arrives at)."""
     width = max(len(str(x)) for x in operands)
     digits = [[(x // 10**i) % 10 for x in operands] for i in range(width)]
@@ -122,9 +114,7 @@ def plausible_wrong(value: int, rng: random.Random) -> int:
     return rng.choice(wrong)
 
 
-def noisy_solution(
-    row: dict, rng: random.Random, *, step_error: float = 0.1, answer_error: float = 0.5
-) -> str:
+def noisy_solution(row: dict, rng: random.Random, *, step_error: float = 0.1, answer_error: float = 0.5) -> str:
     """The demo's noisy teacher (module docstring): a fresh draw every call."""
     text, value = worked_solution(row["operands"], rng, step_error)
     if rng.random() < answer_error:

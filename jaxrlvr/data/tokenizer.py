@@ -71,9 +71,7 @@ class HFTokenizer:
     ``<|endoftext|>`` as in the original tokenizer_config.json.
     """
 
-    def __init__(
-        self, path: str | os.PathLike, extra_eos_tokens: Sequence[str] = ("<|im_end|>", "<|endoftext|>")
-    ):
+    def __init__(self, path: str | os.PathLike, extra_eos_tokens: Sequence[str] = ("<|im_end|>", "<|endoftext|>")):
         import transformers  # heavy import; keep it out of module import time
 
         path = pathlib.Path(path)
@@ -82,9 +80,7 @@ class HFTokenizer:
         has_fast = (path / "tokenizer.json").is_file()
         has_bpe = (path / "vocab.json").is_file() and (path / "merges.txt").is_file()
         if not (has_fast or has_bpe):
-            raise FileNotFoundError(
-                f"no tokenizer files in {path}: expected tokenizer.json or vocab.json + merges.txt"
-            )
+            raise FileNotFoundError(f"no tokenizer files in {path}: expected tokenizer.json or vocab.json + merges.txt")
         self._tok = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         vocab = self._tok.get_vocab()
         eos = []
@@ -205,9 +201,7 @@ class CharTokenizer:
         for i in ids:
             i = int(i)
             if i < 0 or i >= self.vocab_size:
-                raise ValueError(
-                    f"token id {i} is outside the CharTokenizer vocabulary [0, {self.vocab_size})"
-                )
+                raise ValueError(f"token id {i} is outside the CharTokenizer vocabulary [0, {self.vocab_size})")
             if i < n_special:
                 if not skip_special_tokens:
                     out.append(CHAR_SPECIALS[i])

@@ -108,9 +108,7 @@ def _math_prompt(default_template: str) -> Callable[[dict, Tokenizer, str | None
 
 
 def _math_scorer(options: ScoringOptions) -> Scorer:
-    return MathScorer(
-        workers=options.workers, timeout_s=options.timeout_s, strict_format=options.strict_format
-    )
+    return MathScorer(workers=options.workers, timeout_s=options.timeout_s, strict_format=options.strict_format)
 
 
 def math_benchmark(
@@ -155,9 +153,7 @@ def get_benchmark(name_or_path: str) -> Benchmark:
         if not path.is_file():
             raise FileNotFoundError(f"benchmark file not found: {path}")
         return math_benchmark(path.stem, str(path), description=f"math problems from {path}")
-    raise ValueError(
-        f"unknown benchmark {name_or_path!r}; registered: {list_benchmarks()} (or give a file path)"
-    )
+    raise ValueError(f"unknown benchmark {name_or_path!r}; registered: {list_benchmarks()} (or give a file path)")
 
 
 _DESCRIPTIONS = {

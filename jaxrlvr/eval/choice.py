@@ -163,7 +163,11 @@ class ChoicePrompt:
 
 
 def format_question(
-    row: Mapping[str, Any], *, sample: int = 0, seed: int = 0, shuffle: bool = True,
+    row: Mapping[str, Any],
+    *,
+    sample: int = 0,
+    seed: int = 0,
+    shuffle: bool = True,
     template: str = DEFAULT_TEMPLATE,
 ) -> ChoicePrompt:
     """The question with its options (shuffled for this sample unless ``shuffle=False``) in ``template``
@@ -175,8 +179,13 @@ def format_question(
 
 
 def build_prompt(
-    row: Mapping[str, Any], *, sample: int = 0, seed: int = 0, shuffle: bool = True,
-    template: str = DEFAULT_TEMPLATE, tokenizer: ChatTemplater | None = None,
+    row: Mapping[str, Any],
+    *,
+    sample: int = 0,
+    seed: int = 0,
+    shuffle: bool = True,
+    template: str = DEFAULT_TEMPLATE,
+    tokenizer: ChatTemplater | None = None,
 ) -> ChoicePrompt:
     """:func:`format_question`, wrapped as a user message of the chat template when a tokenizer is given."""
     p = format_question(row, sample=sample, seed=seed, shuffle=shuffle, template=template)
@@ -187,13 +196,20 @@ def build_prompt(
 
 
 def build_prompts(
-    rows: Sequence[Mapping[str, Any]], n_samples: int, *, seed: int = 0, shuffle: bool = True,
-    template: str = DEFAULT_TEMPLATE, tokenizer: ChatTemplater | None = None,
+    rows: Sequence[Mapping[str, Any]],
+    n_samples: int,
+    *,
+    seed: int = 0,
+    shuffle: bool = True,
+    template: str = DEFAULT_TEMPLATE,
+    tokenizer: ChatTemplater | None = None,
 ) -> list[list[ChoicePrompt]]:
     """``n_samples`` prompts per question (``out[q][s]``), each with its own option order."""
     return [
-        [build_prompt(r, sample=s, seed=seed, shuffle=shuffle, template=template, tokenizer=tokenizer)
-         for s in range(n_samples)]
+        [
+            build_prompt(r, sample=s, seed=seed, shuffle=shuffle, template=template, tokenizer=tokenizer)
+            for s in range(n_samples)
+        ]
         for r in rows
     ]
 
@@ -206,8 +222,13 @@ _PATTERNS = (
     # \boxed{C}, \boxed{(C)}, \boxed{\text{C}}, \boxed{\textbf{(C)}}, \boxed{C) text}
     re.compile(r"\\boxed\s*\{" + _SKIP + _L),
     # "the answer is (C)", "Answer: C", "**Final Answer:** **C**", "answer is option C", "ANSWER: C"
-    re.compile(r"(?i:answer)\s*(?:(?i:is)\s*)?(?::\s*)?(?:\*\*\s*)?(?::\s*)?" + _SKIP
-               + r"(?:(?i:option|choice)\s*)?" + _SKIP + _L),
+    re.compile(
+        r"(?i:answer)\s*(?:(?i:is)\s*)?(?::\s*)?(?:\*\*\s*)?(?::\s*)?"
+        + _SKIP
+        + r"(?:(?i:option|choice)\s*)?"
+        + _SKIP
+        + _L
+    ),
     # "the correct option is B", "correct choice: (B)"
     re.compile(r"(?i:correct\s+(?:option|choice))\s*(?:(?i:is)\s*)?(?::\s*)?" + _SKIP + _L),
     # a line that is only the letter: "C", "(C)", "C.", "**C**"

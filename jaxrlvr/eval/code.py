@@ -157,8 +157,15 @@ def truncate_at_stop(text: str, stop_sequences: Sequence[str] = STOP_SEQUENCES) 
 
 _FENCE_RE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```", re.DOTALL | re.MULTILINE)
 _OPEN_FENCE_RE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*)\Z", re.DOTALL | re.MULTILINE)
-_KEEP_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
-               ast.AnnAssign)
+_KEEP_NODES = (
+    ast.Import,
+    ast.ImportFrom,
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Assign,
+    ast.AnnAssign,
+)
 
 
 def _defines(code: str, entry_point: str) -> bool:
@@ -247,7 +254,7 @@ def build_program(problem: Mapping[str, Any], completion: str) -> str:
 # stdin: the success token and the limits. Everything here runs before the program; the token is written
 # only after the program returned without an exception.
 
-_CHILD = r'''
+_CHILD = r"""
 import sys
 
 
@@ -385,7 +392,7 @@ def _jaxrlvr_main():
 
 
 _jaxrlvr_main()
-'''
+"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -558,8 +565,12 @@ def check_programs(
     memory_mb: int = 1024,
 ) -> list[bool]:
     """Whether each ``prompt + completion`` passes its problem's tests (see :func:`run_program`)."""
-    return [r.passed for r in check_programs_detailed(
-        problems, completions, timeout_s=timeout_s, workers=workers, memory_mb=memory_mb)]
+    return [
+        r.passed
+        for r in check_programs_detailed(
+            problems, completions, timeout_s=timeout_s, workers=workers, memory_mb=memory_mb
+        )
+    ]
 
 
 def check_programs_detailed(
@@ -580,12 +591,15 @@ def check_programs_detailed(
 
 
 def score_code(
-    problem: Mapping[str, Any], response: str, *, style: str = "chat", timeout_s: float = 3.0,
+    problem: Mapping[str, Any],
+    response: str,
+    *,
+    style: str = "chat",
+    timeout_s: float = 3.0,
     memory_mb: int = 1024,
 ) -> bool:
     """Per-sample HumanEval score: extract the code from ``response`` and run the tests."""
-    return score_code_batch([problem], [response], style=style, timeout_s=timeout_s, workers=1,
-                            memory_mb=memory_mb)[0]
+    return score_code_batch([problem], [response], style=style, timeout_s=timeout_s, workers=1, memory_mb=memory_mb)[0]
 
 
 def score_code_batch(

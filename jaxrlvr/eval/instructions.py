@@ -81,8 +81,7 @@ def build_prompt(row: Mapping[str, Any], *, tokenizer: ChatTemplater | None = No
     """The IFEval prompt as is, or as a user message of the chat template when a tokenizer is given."""
     if tokenizer is None:
         return row["prompt"]
-    return tokenizer.apply_chat_template([{"role": "user", "content": row["prompt"]}],
-                                         add_generation_prompt=True)
+    return tokenizer.apply_chat_template([{"role": "user", "content": row["prompt"]}], add_generation_prompt=True)
 
 
 @functools.cache

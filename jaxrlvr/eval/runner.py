@@ -88,15 +88,11 @@ class EvalConfig:
 
     def __post_init__(self):
         if isinstance(self.benchmarks, str):
-            object.__setattr__(
-                self, "benchmarks", tuple(b.strip() for b in self.benchmarks.split(",") if b.strip())
-            )
+            object.__setattr__(self, "benchmarks", tuple(b.strip() for b in self.benchmarks.split(",") if b.strip()))
         object.__setattr__(self, "benchmarks", tuple(self.benchmarks))
         if not self.benchmarks:
             raise ValueError("EvalConfig.benchmarks is empty")
-        object.__setattr__(
-            self, "max_new_tokens_by_benchmark", _parse_overrides(self.max_new_tokens_by_benchmark)
-        )
+        object.__setattr__(self, "max_new_tokens_by_benchmark", _parse_overrides(self.max_new_tokens_by_benchmark))
         unknown = [b for b, _ in self.max_new_tokens_by_benchmark if b not in self.benchmarks]
         if unknown:
             raise ValueError(
@@ -118,9 +114,7 @@ class EvalConfig:
         if self.verifier_timeout_s <= 0:
             raise ValueError(f"EvalConfig.verifier_timeout_s must be > 0, got {self.verifier_timeout_s}")
         if self.humaneval_style not in ("chat", "completion"):
-            raise ValueError(
-                f"EvalConfig.humaneval_style must be 'chat' or 'completion', got {self.humaneval_style!r}"
-            )
+            raise ValueError(f"EvalConfig.humaneval_style must be 'chat' or 'completion', got {self.humaneval_style!r}")
         if not self.code_timeout_s > 0:
             raise ValueError(f"EvalConfig.code_timeout_s must be > 0, got {self.code_timeout_s}")
         if not isinstance(self.code_memory_mb, int) or self.code_memory_mb < 0:
@@ -311,9 +305,7 @@ def generate_responses(
         lens = np.asarray(out.lengths).astype(np.int64)
         trunc = np.asarray(out.truncated).astype(bool)
         if tokens.shape[0] != len(chunk) * n:
-            raise ValueError(
-                f"sampler returned {tokens.shape[0]} rows for {len(chunk)} prompts x {n} samples"
-            )
+            raise ValueError(f"sampler returned {tokens.shape[0]} rows for {len(chunk)} prompts x {n} samples")
         c_texts = [[""] * n for _ in chunk]
         c_lens = [[0] * n for _ in chunk]
         c_trunc = [[False] * n for _ in chunk]
@@ -377,9 +369,7 @@ def prepare_benchmarks(config: EvalConfig, tokenizer: Tokenizer) -> list[Prepare
     return prepared
 
 
-def _fit_context(
-    prepared: Sequence[PreparedBenchmark], context: int, skip: bool, log
-) -> list[PreparedBenchmark]:
+def _fit_context(prepared: Sequence[PreparedBenchmark], context: int, skip: bool, log) -> list[PreparedBenchmark]:
     """Checks that every prompt plus its benchmark's ``max_new_tokens`` fits ``context`` positions. Returns
     the benchmarks without the problems that do not fit (``skip``; new objects, the inputs are unchanged),
     or raises naming the first of them."""
@@ -413,8 +403,10 @@ def _fit_context(
             )
         )
         if log is not None:
-            log(f"[{pb.name}] skipped {len(drop)} problems whose prompt + {pb.max_new_tokens} new tokens "
-                f"exceed the context of {context}")
+            log(
+                f"[{pb.name}] skipped {len(drop)} problems whose prompt + {pb.max_new_tokens} new tokens "
+                f"exceed the context of {context}"
+            )
     return out
 
 

@@ -19,9 +19,7 @@ CONFIG_FILE = "model_config.json"
 PARAMS_DIR = "params"
 
 
-def save_params(
-    path: str | os.PathLike, config: ModelConfig, params: dict, *, force: bool = False
-) -> pathlib.Path:
+def save_params(path: str | os.PathLike, config: ModelConfig, params: dict, *, force: bool = False) -> pathlib.Path:
     """Writes the model config and params; an existing checkpoint is an error unless ``force``."""
     import orbax.checkpoint as ocp
 
@@ -58,9 +56,7 @@ def load_params(path: str | os.PathLike, *, shardings=None) -> tuple[ModelConfig
         raise FileNotFoundError(f"no {PARAMS_DIR}/ folder in {path}")
     target = abstract_params(config)
     if shardings is not None:
-        target = jax.tree.map(
-            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), target, shardings
-        )
+        target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), target, shardings)
     with ocp.StandardCheckpointer() as ckptr:
         params = ckptr.restore(path / PARAMS_DIR, target)
     return config, params

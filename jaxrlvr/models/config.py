@@ -74,8 +74,7 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig.{f} must be a positive int, got {v!r}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
-                f"ModelConfig.num_heads={self.num_heads} is not a multiple of "
-                f"num_kv_heads={self.num_kv_heads}"
+                f"ModelConfig.num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}"
             )
         if self.head_dim % 2:
             raise ValueError(f"ModelConfig.head_dim must be even for rotary embeddings, got {self.head_dim}")
@@ -142,9 +141,7 @@ class ModelConfig:
         scaling = hf.get("rope_scaling") or {}
         rope_type = rope.get("rope_type", scaling.get("rope_type", scaling.get("type", "default")))
         if rope_type not in ("default", None):
-            raise ValueError(
-                f"unsupported rope type {rope_type!r}; only the default rotary embedding is implemented"
-            )
+            raise ValueError(f"unsupported rope type {rope_type!r}; only the default rotary embedding is implemented")
         theta = hf.get("rope_theta", rope.get("rope_theta"))
         if theta is None:
             raise ValueError("config.json has no rope_theta (looked at the top level and in rope_parameters)")
@@ -171,9 +168,7 @@ class ModelConfig:
     def to_hf_config(self) -> dict[str, Any]:
         """A ``config.json`` dict that ``transformers`` loads as ``Qwen2ForCausalLM``."""
         if not self.attention_bias:
-            raise ValueError(
-                "transformers' Qwen2 always has q/k/v biases; attention_bias=False cannot be exported"
-            )
+            raise ValueError("transformers' Qwen2 always has q/k/v biases; attention_bias=False cannot be exported")
         torch_dtype = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}[self.param_dtype]
         return {
             "architectures": ["Qwen2ForCausalLM"],

@@ -148,9 +148,9 @@ class Attention(nn.Module):
         q_slots = cache_index + jnp.arange(t)
         allowed = (jnp.arange(s)[None, :] <= q_slots[:, None])[None] & (kv_mask_BS[:, None, :] > 0)  # [B,T,S]
         qg = q.reshape(b, t, kv, h // kv, hd)
-        scores = jnp.einsum(
-            "btkgd,bskd->bkgts", qg, k_all.astype(q.dtype), preferred_element_type=jnp.float32
-        ) * (hd**-0.5)
+        scores = jnp.einsum("btkgd,bskd->bkgts", qg, k_all.astype(q.dtype), preferred_element_type=jnp.float32) * (
+            hd**-0.5
+        )
         scores = jnp.where(allowed[:, None, None], scores, _NEG_INF)
         probs = jax.nn.softmax(scores, axis=-1).astype(cfg.jnp_dtype)
         out = jnp.einsum("bkgts,bskd->btkgd", probs, v_all.astype(cfg.jnp_dtype)).reshape(b, t, h, hd)
@@ -201,9 +201,7 @@ class Qwen2(nn.Module):
         )
         layer_cls = DecoderLayer
         if cfg.remat != "none":
-            policy = (
-                None if cfg.remat == "full" else jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims
-            )
+            policy = None if cfg.remat == "full" else jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims
             layer_cls = nn.remat(DecoderLayer, prevent_cse=False, policy=policy)
         self.layers = nn.scan(
             layer_cls,
@@ -231,9 +229,7 @@ class Qwen2(nn.Module):
     def logits(self, h_BTD):
         """LM head: float32 logits [..., V] (matmul accumulates in float32 whatever the compute dtype)."""
         w_DV = self.embed.embedding.T if self.cfg.tie_word_embeddings else self.lm_head
-        return jnp.einsum(
-            "...d,dv->...v", h_BTD, w_DV.astype(h_BTD.dtype), preferred_element_type=jnp.float32
-        )
+        return jnp.einsum("...d,dv->...v", h_BTD, w_DV.astype(h_BTD.dtype), preferred_element_type=jnp.float32)
 
     def init_all(self, input_ids_BT, positions_BT, kv_mask_BS):
         h, _ = self(input_ids_BT, positions_BT, kv_mask_BS)

@@ -117,9 +117,7 @@ _TEXT_UNIT = re.compile(
     r"|\\(?:text|mbox)\s*\{\s*[msgKLNJWVACF]\s*\})"  # single-letter SI units, in \text only
     r"\s*(?:\^\s*\{?\s*[23]\s*\}?)?\s*$"
 )
-_TEXT_NUMBER_UNIT = re.compile(
-    r"\\(?:text|mbox|textrm)\s*\{\s*(?P<n>-?\d+(?:\.\d+)?)\s+[A-Za-z][A-Za-z .\-]*\}\s*$"
-)
+_TEXT_NUMBER_UNIT = re.compile(r"\\(?:text|mbox|textrm)\s*\{\s*(?P<n>-?\d+(?:\.\d+)?)\s+[A-Za-z][A-Za-z .\-]*\}\s*$")
 _UNIT_WORDS = (
     r"(?:square\s+|sq\.?\s+|cubic\s+)?(?:units?|cm|mm|km|meters?|metres?|inch(?:es)?|feet|foot|ft|"
     r"miles?|yards?|yd|degrees?|dollars?|cents?|hours?|hrs?|minutes?|mins?|seconds?|secs?|days?|weeks?|"

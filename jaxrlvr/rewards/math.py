@@ -241,9 +241,7 @@ def score_batch(
         if ans is None and answer_line and not strict_format:
             ans = extract_answer_line(r)
         answers.append(ans)
-    eq = check_equivalence(
-        list(zip(answers, golds, strict=True)), workers=workers, timeout_s=timeout_s, pool=pool
-    )
+    eq = check_equivalence(list(zip(answers, golds, strict=True)), workers=workers, timeout_s=timeout_s, pool=pool)
     out = []
     for ans, ok, e in zip(answers, format_ok, eq, strict=True):
         good = e.equal and (ok or not strict_format)

@@ -223,9 +223,7 @@ class VerifierPool:
                     i = pending.popleft()
                     pred, golds = items[i]
                     try:
-                        w.send(
-                            {"pred": pred, "golds": list(golds), "soft_timeout": soft, "fast_path": fast_path}
-                        )
+                        w.send({"pred": pred, "golds": list(golds), "soft_timeout": soft, "fast_path": fast_path})
                     except OSError:
                         # the worker died while idle; replace it and retry the item
                         w.kill()
@@ -253,8 +251,7 @@ class VerifierPool:
                         except (EOFError, OSError, ValueError) as e:
                             w.kill()
                             raise RuntimeError(
-                                "a verifier worker failed to start (is math-verify installed for "
-                                f"{self.python}?): {e}"
+                                f"a verifier worker failed to start (is math-verify installed for {self.python}?): {e}"
                             ) from e
                         if not msg.get("ready"):
                             w.kill()
@@ -302,9 +299,7 @@ class VerifierPool:
                 for w in list(starting.values()):
                     if now - w.started > self.startup_timeout_s:
                         w.kill()
-                        raise RuntimeError(
-                            f"a verifier worker did not start within {self.startup_timeout_s:.0f} s"
-                        )
+                        raise RuntimeError(f"a verifier worker did not start within {self.startup_timeout_s:.0f} s")
         except BaseException:
             for w, _, _ in busy.values():
                 w.kill()

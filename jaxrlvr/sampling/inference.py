@@ -106,9 +106,7 @@ def prepare_params(config: ModelConfig, params: dict) -> InferenceParams:
         v = attn["v_proj"]["kernel"][i].reshape(d, kv * hd)
         bqkv = None
         if config.attention_bias:
-            bqkv = jnp.concatenate(
-                [attn[n]["bias"][i].reshape(-1) for n in ("q_proj", "k_proj", "v_proj")]
-            ).astype(dt)
+            bqkv = jnp.concatenate([attn[n]["bias"][i].reshape(-1) for n in ("q_proj", "k_proj", "v_proj")]).astype(dt)
         layers.append(
             LayerParams(
                 ln1=lay["input_norm"]["scale"][i],
@@ -116,9 +114,7 @@ def prepare_params(config: ModelConfig, params: dict) -> InferenceParams:
                 bqkv=bqkv,
                 wo=_kernel(attn["o_proj"]["kernel"][i].reshape(h * hd, d), dt),
                 ln2=lay["post_attn_norm"]["scale"][i],
-                wgu=_kernel(
-                    jnp.concatenate([mlp["gate_proj"]["kernel"][i], mlp["up_proj"]["kernel"][i]], 1), dt
-                ),
+                wgu=_kernel(jnp.concatenate([mlp["gate_proj"]["kernel"][i], mlp["up_proj"]["kernel"][i]], 1), dt),
                 wd=_kernel(mlp["down_proj"]["kernel"][i], dt),
             )
         )
@@ -235,9 +231,9 @@ def prefill(
         outs = []
         for lo in range(0, t, _PREFILL_QUERY_BLOCK):  # bounded [.., Tq, Tk] scores; causal: keys < hi
             hi = min(lo + _PREFILL_QUERY_BLOCK, t)
-            s = jnp.einsum(
-                "btkgd,bskd->bkgts", qg[:, lo:hi], k[:, :hi], preferred_element_type=jnp.float32
-            ) * (hd**-0.5)
+            s = jnp.einsum("btkgd,bskd->bkgts", qg[:, lo:hi], k[:, :hi], preferred_element_type=jnp.float32) * (
+                hd**-0.5
+            )
             allowed = (col[lo:hi, None] >= col[None, :hi])[None] & valid_PT[:, None, :hi]
             s = jnp.where(allowed[:, None, None], s, _NEG_INF)
             w = jax.nn.softmax(s, axis=-1).astype(config.jnp_dtype)
@@ -289,18 +285,11 @@ def decode_step(
         at = slot - offset
         k_cs, v_cs = list(k_cs), list(v_cs)
         k_w, v_w = k_cs[chunk], v_cs[chunk]
-        k_cs[chunk] = jax.lax.dynamic_update_slice(
-            k_w, k.reshape(b, kv, hd, 1).astype(k_w.dtype), (0, 0, 0, at)
-        )
-        v_cs[chunk] = jax.lax.dynamic_update_slice(
-            v_w, v.reshape(b, kv, 1, hd).astype(v_w.dtype), (0, 0, at, 0)
-        )
+        k_cs[chunk] = jax.lax.dynamic_update_slice(k_w, k.reshape(b, kv, hd, 1).astype(k_w.dtype), (0, 0, 0, at))
+        v_cs[chunk] = jax.lax.dynamic_update_slice(v_w, v.reshape(b, kv, 1, hd).astype(v_w.dtype), (0, 0, at, 0))
         new_cache.append((tuple(k_cs), tuple(v_cs)))
         qg = q.reshape(b, kv, nh // kv, hd)
-        s = [
-            jnp.einsum("bkgd,bkds->bkgs", qg, kc, preferred_element_type=jnp.float32)
-            for kc in k_cs[: chunk + 1]
-        ]
+        s = [jnp.einsum("bkgd,bkds->bkgs", qg, kc, preferred_element_type=jnp.float32) for kc in k_cs[: chunk + 1]]
         s = (jnp.concatenate(s, axis=-1) if len(s) > 1 else s[0]) * (hd**-0.5)
         s = jnp.where(allowed_BA[:, None, None, :], s, _NEG_INF)
         w = jax.nn.softmax(s, axis=-1).astype(config.jnp_dtype)

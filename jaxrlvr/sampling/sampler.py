@@ -160,13 +160,9 @@ class Sampler:
         g, n = self.num_samples, self.max_new_tokens
         b = p * g
         start_P = t - jnp.maximum(lengths_P, 1)
-        logits_PV, cache = inference.prefill(
-            self.config, ip, ids_PT, start_P, num_samples=g, chunks=self.chunks(t)
-        )
+        logits_PV, cache = inference.prefill(self.config, ip, ids_PT, start_P, num_samples=g, chunks=self.chunks(t))
         rows_B = jnp.arange(b, dtype=jnp.int32)
-        tok_B, logp_B = sample_tokens(
-            jnp.repeat(logits_PV, g, axis=0), key, self.sampling, step=0, rows_B=rows_B
-        )
+        tok_B, logp_B = sample_tokens(jnp.repeat(logits_PV, g, axis=0), key, self.sampling, step=0, rows_B=rows_B)
         real_B = jnp.repeat(lengths_P > 0, g)
         tok_B = jnp.where(real_B, tok_B, self.pad_id)
         logp_B = jnp.where(real_B, logp_B, 0.0)
@@ -256,9 +252,7 @@ class Sampler:
             if _OPTIONS_REJECTED or "xla_cpu_" not in str(e):
                 raise
             _OPTIONS_REJECTED = True
-            warnings.warn(
-                f"sampler: XLA rejected a compiler option, compiling without them ({e})", stacklevel=3
-            )
+            warnings.warn(f"sampler: XLA rejected a compiler option, compiling without them ({e})", stacklevel=3)
             return self._jit(name, ip)(self, ip, *args)
 
     def prefill(self, ip: InferenceParams, ids_PT, lengths_P, key, eos_E):

@@ -145,9 +145,7 @@ def inverse_cdf(w_BV: Array, u_BN: Array) -> Array:
     cdf_BK = jnp.cumsum(jnp.sum(w_BKC, axis=-1), axis=-1)
     total_B1 = cdf_BK[:, -1:]
     target_BN = jnp.minimum(u_BN * total_B1, _below(total_B1))
-    blk_BN = jnp.minimum(
-        jnp.sum(cdf_BK[:, None, :] <= target_BN[:, :, None], axis=-1, dtype=jnp.int32), nb - 1
-    )
+    blk_BN = jnp.minimum(jnp.sum(cdf_BK[:, None, :] <= target_BN[:, :, None], axis=-1, dtype=jnp.int32), nb - 1)
     before_BN = jnp.where(blk_BN > 0, jnp.take_along_axis(cdf_BK, jnp.maximum(blk_BN - 1, 0), axis=1), 0.0)
     inner_BNC = jnp.cumsum(jnp.take_along_axis(w_BKC, blk_BN[:, :, None], axis=1), axis=-1)
     rest_BN = jnp.minimum(jnp.maximum(target_BN - before_BN, 0.0), _below(inner_BNC[:, :, -1]))

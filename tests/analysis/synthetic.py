@@ -38,9 +38,7 @@ def make_dump(step: int, *, prompts=4, group=4, p_len=5, r_len=24, seed=0, shift
     correct[0], correct[1] = True, False
     rel = np.arange(r_len)[None, :] / np.maximum(lengths[:, None] - 1, 1)
     u_shape = 0.3 + 1.2 * (rel - 0.5) ** 2 * 4  # high at both ends
-    entropy = (u_shape * np.where(correct, 0.7, 1.0)[:, None] + 0.05 * rng.random((b, r_len))).astype(
-        np.float32
-    )
+    entropy = (u_shape * np.where(correct, 0.7, 1.0)[:, None] + 0.05 * rng.random((b, r_len))).astype(np.float32)
     old_logp = np.log(rng.uniform(0.05, 0.99, (b, r_len))).astype(np.float32)
     sign = np.where(correct, 1.0, -1.0)[:, None]
     dp = sign * np.abs(rng.normal(0, shift_scale, (b, r_len)))
@@ -49,9 +47,7 @@ def make_dump(step: int, *, prompts=4, group=4, p_len=5, r_len=24, seed=0, shift
     new_logp = np.log(new_p).astype(np.float32)
     rewards = np.where(correct, 1.0, -1.0).astype(np.float32)
     r_pg = rewards.reshape(prompts, group)
-    adv_group = ((r_pg - r_pg.mean(1, keepdims=True)) / (r_pg.std(1, ddof=1, keepdims=True) + 1e-6)).reshape(
-        -1
-    )
+    adv_group = ((r_pg - r_pg.mean(1, keepdims=True)) / (r_pg.std(1, ddof=1, keepdims=True) + 1e-6)).reshape(-1)
     adv = (adv_group[:, None] * mask).astype(np.float32)
     texts = [(TEXTS_OK if c else TEXTS_BAD)[i % 4] for i, c in enumerate(correct)]
     p_mask = np.ones((b, p_len), np.int32)
@@ -85,9 +81,7 @@ def curves(n: int, *, tau: float = 15.0, noise: float = 0.0, seed: int = 0):
     return e, a
 
 
-def make_run(
-    workdir, *, steps: int = 60, dump_every: int = 20, tau: float = 10.0, eval_steps=()
-) -> pathlib.Path:
+def make_run(workdir, *, steps: int = 60, dump_every: int = 20, tau: float = 10.0, eval_steps=()) -> pathlib.Path:
     wd = pathlib.Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
     e, a = curves(steps, tau=tau, noise=0.01, seed=1)
@@ -105,9 +99,7 @@ def make_run(
                 "loss": None,  # the trainer writes non-finite values as null
             }
             f.write(json.dumps(rec) + "\n")
-    (wd / "summary.json").write_text(
-        json.dumps({"heldout_accuracy_before": 0.2, "heldout_accuracy_after": 0.6})
-    )
+    (wd / "summary.json").write_text(json.dumps({"heldout_accuracy_before": 0.2, "heldout_accuracy_after": 0.6}))
     (wd / "config.json").write_text(json.dumps({"rollout": {"temperature": 1.0, "group_size": 4}}))
     for s in range(dump_every, steps + 1, dump_every):
         make_dump(s).save(dump_path(wd, s))

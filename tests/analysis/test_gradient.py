@@ -45,16 +45,12 @@ def _setup(temperature):
 def test_proxy_equals_lm_head_gradient_norm():
     temperature = 0.7
     cfg, params, p_ids, p_mask, toks, mask, adv, old = _setup(temperature)
-    res = gradient_norm_proxy(
-        cfg, params, p_ids, p_mask, toks, mask, adv, old, temperature=temperature, micro_batch=2
-    )
+    res = gradient_norm_proxy(cfg, params, p_ids, p_mask, toks, mask, adv, old, temperature=temperature, micro_batch=2)
     ids = jnp.asarray(np.concatenate([p_ids, toks], 1))
     am = jnp.asarray(np.concatenate([p_mask, mask], 1))
 
     def token_losses(w):
-        logits = (
-            jax.jit(forward, static_argnums=0)(cfg, dict(params, lm_head=w), ids, am)[:, 3:-1] / temperature
-        )
+        logits = jax.jit(forward, static_argnums=0)(cfg, dict(params, lm_head=w), ids, am)[:, 3:-1] / temperature
         lp = jnp.take_along_axis(jax.nn.log_softmax(logits), jnp.asarray(toks)[..., None], -1)[..., 0]
         loss, _ = policy_loss(lp, jnp.asarray(old), jnp.asarray(adv), jnp.asarray(mask))
         return loss

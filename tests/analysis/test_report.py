@@ -93,6 +93,4 @@ def test_analyze_script(tmp_path, capsys):
     assert "report:" in capsys.readouterr().out
     assert (wd / "analysis" / "report.html").is_file()
     assert mod.main(["--workdir", str(tmp_path / "missing")]) == 2
-    assert np.isfinite(
-        json.loads((wd / "analysis" / "analysis.json").read_text())["per_dump"][0]["distinct_2"]
-    )
+    assert np.isfinite(json.loads((wd / "analysis" / "analysis.json").read_text())["per_dump"][0]["distinct_2"])

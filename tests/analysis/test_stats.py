@@ -58,9 +58,7 @@ def test_covariance_is_population_covariance_over_valid_tokens():
     x, y = lp[mask], adv[mask]
     prod = np.where(mask, (lp - x.mean()) * (adv - y.mean()), -np.inf)
     sel = np.asarray(
-        kl_cov_select(
-            jnp.asarray(lp, jnp.float32), jnp.asarray(adv, jnp.float32), jnp.asarray(mask), ratio=0.01
-        )
+        kl_cov_select(jnp.asarray(lp, jnp.float32), jnp.asarray(adv, jnp.float32), jnp.asarray(mask), ratio=0.01)
     )
     assert sel.sum() == 1 and np.unravel_index(np.argmax(prod), prod.shape) == tuple(np.argwhere(sel)[0])
 

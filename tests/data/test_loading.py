@@ -90,9 +90,7 @@ def test_parquet_with_verl_layout(tmp_path):
     )
     path = tmp_path / "train.parquet"
     pq.write_table(table, path)
-    loaded = load_rows(
-        path, problem_field="prompt.0.content", answer_field="reward_model.ground_truth", id_field="idx"
-    )
+    loaded = load_rows(path, problem_field="prompt.0.content", answer_field="reward_model.ground_truth", id_field="idx")
     assert [(r["id"], r["problem"], r["answer"]) for r in loaded.rows] == [
         ("7", "Find x.", "34"),
         ("8", "Find y.", "5"),

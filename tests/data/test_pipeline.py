@@ -12,9 +12,7 @@ TOK = CharTokenizer()
 def _file(tmp_path, n=10):
     path = tmp_path / "p.jsonl"
     path.write_text(
-        "".join(
-            json.dumps({"id": f"r{i}", "problem": f"{i}+1?", "answer": str(i + 1)}) + "\n" for i in range(n)
-        )
+        "".join(json.dumps({"id": f"r{i}", "problem": f"{i}+1?", "answer": str(i + 1)}) + "\n" for i in range(n))
     )
     return str(path)
 
@@ -24,9 +22,7 @@ def _ids(batches):
 
 
 def test_rows_have_the_promised_fields(tmp_path):
-    ds = PromptDataset(
-        DataConfig(_file(tmp_path), batch_size=None, shuffle=False, template="plain_boxed"), TOK
-    )
+    ds = PromptDataset(DataConfig(_file(tmp_path), batch_size=None, shuffle=False, template="plain_boxed"), TOK)
     row = next(iter(ds))
     assert set(row) >= {"id", "problem", "answer", "prompt_ids", "answer_alternatives"}
     assert row["id"] == "r0" and row["answer"] == "1"
@@ -146,9 +142,7 @@ def test_named_benchmark_pipeline():
 
 def test_dapo_training_set_pipeline(shared_data):
     ds = PromptDataset(
-        DataConfig(
-            "dapo_math_17k", data_dir=str(shared_data), template="dapo_answer", batch_size=64, shard_count=2
-        ),
+        DataConfig("dapo_math_17k", data_dir=str(shared_data), template="dapo_answer", batch_size=64, shard_count=2),
         TOK,
     )
     batch = next(iter(ds))

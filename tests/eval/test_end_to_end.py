@@ -46,9 +46,7 @@ def test_orbax_model_checkpoint_loads(tmp_path):
     save_params(tmp_path / "ckpt", cfg, params)
     cfg2, params2 = load_model(tmp_path / "ckpt")
     assert cfg2 == cfg
-    np.testing.assert_array_equal(
-        np.asarray(jax.tree.leaves(params2)[0]), np.asarray(jax.tree.leaves(params)[0])
-    )
+    np.testing.assert_array_equal(np.asarray(jax.tree.leaves(params2)[0]), np.asarray(jax.tree.leaves(params)[0]))
 
 
 def test_evaluate_with_the_real_sampler(tmp_path):

@@ -22,9 +22,7 @@ def test_presets_and_conversion():
     c = mod.get_config()
     e = EvalConfig.from_mapping(c)
     assert (e.num_samples, e.temperature, e.top_p) == (8, 0.6, 0.95)
-    assert (
-        e.benchmarks == ("math500",) and e.template is None and e.max_problems is None and e.data_dir is None
-    )
+    assert e.benchmarks == ("math500",) and e.template is None and e.max_problems is None and e.data_dir is None
     c64 = EvalConfig.from_mapping(mod.get_config("n64"))
     assert (c64.num_samples, c64.temperature, c64.top_p) == (64, 1.0, 1.0)
     g = EvalConfig.from_mapping(mod.get_config("greedy"))

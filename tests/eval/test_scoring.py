@@ -188,9 +188,7 @@ def test_named_benchmarks_registered_and_prompts():
     tok = CharTokenizer()
     row = get_benchmark("aime24").load(None)[0]
     ids = get_benchmark("aime24").build_prompt(row, tok, None)
-    assert tok.decode(ids, skip_special_tokens=False).startswith(
-        "<|im_start|>system\nPlease reason step by step"
-    )
+    assert tok.decode(ids, skip_special_tokens=False).startswith("<|im_start|>system\nPlease reason step by step")
     ids = get_benchmark("aime24").build_prompt(row, tok, "plain_boxed")
     assert tok.decode(ids).startswith(row["problem"][:20])
     minerva = get_benchmark("minerva").load(None)

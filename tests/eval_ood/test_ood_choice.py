@@ -16,9 +16,14 @@ from jaxrlvr.eval import choice
 
 CANARY = "example-canary-string"
 ROWS = [
-    {"id": f"q{i}", "question": f"Which made-up option is right in question {i}?",
-     "choices": [f"wrong {i}a", f"right {i}", f"wrong {i}b", f"wrong {i}c"], "answer_index": 1,
-     "answer": f"right {i}", "canary": CANARY}
+    {
+        "id": f"q{i}",
+        "question": f"Which made-up option is right in question {i}?",
+        "choices": [f"wrong {i}a", f"right {i}", f"wrong {i}b", f"wrong {i}c"],
+        "answer_index": 1,
+        "answer": f"right {i}",
+        "canary": CANARY,
+    }
     for i in range(50)
 ]
 
@@ -49,12 +54,32 @@ def test_load_jsonl_csv_and_env_var(tmp_path, monkeypatch):
     # the original release's CSV columns
     csv_path = tmp_path / "gpqa_diamond.csv"
     with csv_path.open("w", newline="") as f:
-        w = csv.DictWriter(f, ["Record ID", "Question", "Correct Answer", "Incorrect Answer 1",
-                               "Incorrect Answer 2", "Incorrect Answer 3", "Canary String", "Subdomain"])
+        w = csv.DictWriter(
+            f,
+            [
+                "Record ID",
+                "Question",
+                "Correct Answer",
+                "Incorrect Answer 1",
+                "Incorrect Answer 2",
+                "Incorrect Answer 3",
+                "Canary String",
+                "Subdomain",
+            ],
+        )
         w.writeheader()
-        w.writerow({"Record ID": "rec1", "Question": " Q? ", "Correct Answer": "yes",
-                    "Incorrect Answer 1": "a", "Incorrect Answer 2": "b", "Incorrect Answer 3": "c",
-                    "Canary String": CANARY, "Subdomain": "Made up"})
+        w.writerow(
+            {
+                "Record ID": "rec1",
+                "Question": " Q? ",
+                "Correct Answer": "yes",
+                "Incorrect Answer 1": "a",
+                "Incorrect Answer 2": "b",
+                "Incorrect Answer 3": "c",
+                "Canary String": CANARY,
+                "Subdomain": "Made up",
+            }
+        )
     (row,) = choice.load_gpqa(csv_path)
     assert row["id"] == "rec1" and row["question"] == "Q?" and row["choices"] == ["yes", "a", "b", "c"]
     assert row["answer_index"] == 0 and row["canary"] == CANARY
@@ -75,8 +100,9 @@ def test_seeded_permutation_per_question_and_sample():
     assert choice.choice_order("q1", 0, seed=0) == order  # deterministic (no dependence on hash())
     orders = {choice.choice_order("q1", s, seed=0) for s in range(64)}
     assert len(orders) > 12  # samples of one question see different orders
-    assert choice.choice_order("q1", 0, seed=1) != order or choice.choice_order("q1", 1, seed=1) != \
-        choice.choice_order("q1", 1, seed=0)
+    assert choice.choice_order("q1", 0, seed=1) != order or choice.choice_order("q1", 1, seed=1) != choice.choice_order(
+        "q1", 1, seed=0
+    )
     # the correct letter is spread evenly over A-D
     letters = collections.Counter(p.answer_letter for ps in choice.build_prompts(ROWS, 8) for p in ps)
     assert set(letters) == set("ABCD") and min(letters.values()) > 60
@@ -95,27 +121,30 @@ def test_prompt_places_the_options_in_the_sample_order():
     assert chat.text.startswith("<|im_start|>user\n") and chat.text.endswith("<|im_start|>assistant\n")
 
 
-@pytest.mark.parametrize("response,letter", [
-    ("... so the result is \\boxed{C}", "C"),
-    ("\\boxed{(B)}", "B"),
-    ("$\\boxed{\\text{D}}$", "D"),
-    ("\\boxed{\\textbf{(A)}}", "A"),
-    ("The answer is (C).", "C"),
-    ("The correct answer is B", "B"),
-    ("Answer: D", "D"),
-    ("**Final Answer:** **A**", "A"),
-    ("ANSWER: b", None),  # lower-case letters are not options
-    ("the answer is option C", "C"),
-    ("Thus the correct option is D.", "D"),
-    ("Answer: $\\boxed{B}$", "B"),
-    ("First I thought Answer: A. On reflection the answer is (C).", "C"),  # last occurrence wins
-    ("\\boxed{B}\n\nAnswer: D", "D"),
-    ("Reasoning...\n\n(C)\n", "C"),
-    ("The answer is Dimethyl ether", None),  # not a letter
-    ("the answer is D-glucose", None),
-    ("I am not sure.", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "response,letter",
+    [
+        ("... so the result is \\boxed{C}", "C"),
+        ("\\boxed{(B)}", "B"),
+        ("$\\boxed{\\text{D}}$", "D"),
+        ("\\boxed{\\textbf{(A)}}", "A"),
+        ("The answer is (C).", "C"),
+        ("The correct answer is B", "B"),
+        ("Answer: D", "D"),
+        ("**Final Answer:** **A**", "A"),
+        ("ANSWER: b", None),  # lower-case letters are not options
+        ("the answer is option C", "C"),
+        ("Thus the correct option is D.", "D"),
+        ("Answer: $\\boxed{B}$", "B"),
+        ("First I thought Answer: A. On reflection the answer is (C).", "C"),  # last occurrence wins
+        ("\\boxed{B}\n\nAnswer: D", "D"),
+        ("Reasoning...\n\n(C)\n", "C"),
+        ("The answer is Dimethyl ether", None),  # not a letter
+        ("the answer is D-glucose", None),
+        ("I am not sure.", None),
+        ("", None),
+    ],
+)
 def test_extract_choice(response, letter):
     assert choice.extract_choice(response) == letter
 
@@ -130,8 +159,9 @@ def test_scoring_and_acc_pass_at_k():
     for q, ps in enumerate(prompts):
         for s, p in enumerate(ps):
             wrong = "ABCD"[("ABCD".index(p.answer_letter) + 1) % 4]
-            responses.append(f"Reasoning.\nAnswer: {p.answer_letter if s in right[q] else wrong}"
-                             if q != 3 else "no idea")
+            responses.append(
+                f"Reasoning.\nAnswer: {p.answer_letter if s in right[q] else wrong}" if q != 3 else "no idea"
+            )
             letters.append(p.answer_letter)
     scores = choice.score_choice_batch(responses, letters)
     counts = [sum(scores[q * n : (q + 1) * n]) for q in range(4)]

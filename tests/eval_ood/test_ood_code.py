@@ -27,15 +27,16 @@ def test_shipped_humaneval_is_the_documented_file(shared_data):
     assert len(PROBLEMS) == 164
     assert len(BY_ID) == 164
     shipped = code.HUMANEVAL_PATH.read_bytes()
-    assert hashlib.sha256(shipped).hexdigest() == hashlib.sha256(
-        (shared_data / "humaneval.jsonl").read_bytes()).hexdigest()
+    assert (
+        hashlib.sha256(shipped).hexdigest()
+        == hashlib.sha256((shared_data / "humaneval.jsonl").read_bytes()).hexdigest()
+    )
 
 
 def test_all_canonical_solutions_pass():
     start = time.monotonic()
     results = code.check_programs_detailed(PROBLEMS, [p["canonical_solution"] for p in PROBLEMS], workers=2)
-    failed = [(p["task_id"], r.status, r.stderr[-300:]) for p, r in zip(PROBLEMS, results, strict=True)
-              if not r.passed]
+    failed = [(p["task_id"], r.status, r.stderr[-300:]) for p, r in zip(PROBLEMS, results, strict=True) if not r.passed]
     assert not failed
     assert time.monotonic() - start < 90
 
@@ -46,7 +47,8 @@ BAD = {
     "syntax_error": "    return (\n",
     "hang": "    while True:\n        pass\n",
     "sleep_ignoring_sigterm": (
-        "    import signal, time\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n    time.sleep(60)\n"),
+        "    import signal, time\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n    time.sleep(60)\n"
+    ),
     "memory_bomb": "    x = bytearray(16 * 1024 ** 3)\n    return True\n",
     "memory_growth": "    chunks = []\n    while True:\n        chunks.append(b' ' * 10 ** 7)\n",
     "sys_exit_0": "    import sys\n    sys.exit(0)\n",
@@ -55,8 +57,7 @@ BAD = {
     "subprocess": "    import subprocess\n    subprocess.run(['true'])\n" + GOOD,
     "os_system": "    import os\n    os.system('true')\n" + GOOD,
     "os_fork": "    import os\n    os.fork()\n" + GOOD,
-    "multiprocessing": (
-        "    import multiprocessing\n    multiprocessing.Process(target=print).start()\n" + GOOD),
+    "multiprocessing": ("    import multiprocessing\n    multiprocessing.Process(target=print).start()\n" + GOOD),
     "kill_parent": "    import os, signal\n    os.kill(os.getppid(), signal.SIGTERM)\n" + GOOD,
     "ctypes": "    import ctypes\n" + GOOD,
     "rmtree": "    import shutil\n    shutil.rmtree('/nonexistent-jaxrlvr-dir')\n" + GOOD,
@@ -162,14 +163,19 @@ def test_process_group_is_killed():
 def test_stop_sequences_and_completion_style():
     assert code.STOP_SEQUENCES == ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
     body = "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n"
-    for tail in ("\ndef main():\n    pass\n", "\nif __name__ == '__main__':\n    main()\n",
-                 "\nprint(has_close_elements([1.0], 0.5))\n", "\n# tests\nassert False\n",
-                 "\nclass Foo:\n    pass\n", "\n```\nThat is the code.\n"):
+    for tail in (
+        "\ndef main():\n    pass\n",
+        "\nif __name__ == '__main__':\n    main()\n",
+        "\nprint(has_close_elements([1.0], 0.5))\n",
+        "\n# tests\nassert False\n",
+        "\nclass Foo:\n    pass\n",
+        "\n```\nThat is the code.\n",
+    ):
         assert code.extract_completion(P0, body + tail, style="completion").rstrip("\n") == body.rstrip("\n")
     assert code.truncate_at_stop("abc\nprint(1)\ndef f(): pass") == "abc"
 
 
-CHAT_FULL = '''Here is the solution:
+CHAT_FULL = """Here is the solution:
 
 ```python
 from typing import List
@@ -196,7 +202,7 @@ Example usage:
 ```python
 print(has_close_elements([1.0, 2.8, 3.0], 0.3))
 ```
-'''
+"""
 
 
 def test_chat_style_extraction_and_scoring():

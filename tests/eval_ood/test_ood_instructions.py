@@ -5,8 +5,7 @@ import json
 
 import pytest
 
-pytest.importorskip("lm_eval.tasks.ifeval.instructions_registry",
-                    reason="IFEval scoring needs lm-eval[ifeval]")
+pytest.importorskip("lm_eval.tasks.ifeval.instructions_registry", reason="IFEval scoring needs lm-eval[ifeval]")
 
 from jaxrlvr.data.tokenizer import CharTokenizer  # noqa: E402
 from jaxrlvr.eval import instructions as ifeval  # noqa: E402
@@ -22,8 +21,10 @@ def _row(instruction_id, kwargs=None, prompt="Write something."):
 def test_shipped_ifeval_is_the_documented_file(shared_data):
     assert len(ROWS) == 541 and len(BY_KEY) == 541
     assert sum(len(r["instruction_id_list"]) for r in ROWS) == 834
-    assert hashlib.sha256(ifeval.IFEVAL_PATH.read_bytes()).hexdigest() == hashlib.sha256(
-        (shared_data / "ifeval.jsonl").read_bytes()).hexdigest()
+    assert (
+        hashlib.sha256(ifeval.IFEVAL_PATH.read_bytes()).hexdigest()
+        == hashlib.sha256((shared_data / "ifeval.jsonl").read_bytes()).hexdigest()
+    )
 
 
 def test_checkers_cover_every_instruction_of_the_data():
@@ -36,29 +37,53 @@ def test_checkers_cover_every_instruction_of_the_data():
 HAND_MADE = [
     # (instruction id, kwargs, a response that follows it, one that does not)
     ("punctuation:no_comma", {}, "No commas in this one.", "Commas, here, there."),
-    ("change_case:english_lowercase", {}, "this is all lower case english text about the weather.",
-     "This Has Capital Letters in an English sentence."),
-    ("change_case:english_capital", {}, "THIS IS ALL CAPITAL ENGLISH TEXT ABOUT THE WEATHER TODAY.",
-     "this is not in capitals at all, sadly."),
-    ("length_constraints:number_words", {"relation": "at least", "num_words": 8},
-     "one two three four five six seven eight nine", "too short here"),
-    ("length_constraints:number_sentences", {"relation": "less than", "num_sentences": 3},
-     "Dr. Smith met Mr. Jones at 3 p.m. in the U.S. capital. They talked.",
-     "One sentence. Two sentences. Three sentences. Four sentences."),
-    ("change_case:capital_word_frequency", {"capital_relation": "at least", "capital_frequency": 2},
-     "This is VERY IMPORTANT news.", "This is quiet news, without shouting."),
+    (
+        "change_case:english_lowercase",
+        {},
+        "this is all lower case english text about the weather.",
+        "This Has Capital Letters in an English sentence.",
+    ),
+    (
+        "change_case:english_capital",
+        {},
+        "THIS IS ALL CAPITAL ENGLISH TEXT ABOUT THE WEATHER TODAY.",
+        "this is not in capitals at all, sadly.",
+    ),
+    (
+        "length_constraints:number_words",
+        {"relation": "at least", "num_words": 8},
+        "one two three four five six seven eight nine",
+        "too short here",
+    ),
+    (
+        "length_constraints:number_sentences",
+        {"relation": "less than", "num_sentences": 3},
+        "Dr. Smith met Mr. Jones at 3 p.m. in the U.S. capital. They talked.",
+        "One sentence. Two sentences. Three sentences. Four sentences.",
+    ),
+    (
+        "change_case:capital_word_frequency",
+        {"capital_relation": "at least", "capital_frequency": 2},
+        "This is VERY IMPORTANT news.",
+        "This is quiet news, without shouting.",
+    ),
     ("detectable_format:json_format", {}, '```json\n{"name": "value", "n": 3}\n```', "name: value"),
     ("detectable_format:title", {}, "<<A Title>>\nSome text.", "A title without brackets.\nSome text."),
-    ("detectable_format:number_bullet_lists", {"num_bullets": 2}, "* first\n* second",
-     "* only one bullet"),
-    ("startend:end_checker", {"end_phrase": "Is there anything else I can help with?"},
-     "Done. Is there anything else I can help with?", "Is there anything else I can help with? Bye."),
-    ("detectable_content:postscript", {"postscript_marker": "P.S."}, "Hello.\n\nP.S. See you.",
-     "Hello. See you."),
+    ("detectable_format:number_bullet_lists", {"num_bullets": 2}, "* first\n* second", "* only one bullet"),
+    (
+        "startend:end_checker",
+        {"end_phrase": "Is there anything else I can help with?"},
+        "Done. Is there anything else I can help with?",
+        "Is there anything else I can help with? Bye.",
+    ),
+    ("detectable_content:postscript", {"postscript_marker": "P.S."}, "Hello.\n\nP.S. See you.", "Hello. See you."),
     ("keywords:forbidden_words", {"forbidden_words": ["banana"]}, "I like apples.", "I like Banana bread."),
-    ("language:response_language", {"language": "en"},
-     "The quick brown fox jumps over the lazy dog near the river bank every morning.",
-     "Le renard brun rapide saute par-dessus le chien paresseux pres de la riviere chaque matin."),
+    (
+        "language:response_language",
+        {"language": "en"},
+        "The quick brown fox jumps over the lazy dog near the river bank every morning.",
+        "Le renard brun rapide saute par-dessus le chien paresseux pres de la riviere chaque matin.",
+    ),
     ("startend:quotation", {}, '"Wrapped in double quotes."', "Not wrapped."),
 ]
 
@@ -91,11 +116,12 @@ def test_real_rows_and_summary():
     sentences = BY_KEY[1268]  # length_constraints:number_sentences, less than 6
     title = BY_KEY[1322]  # detectable_format:title
     three = BY_KEY[1000]  # no_comma + number_highlighted_sections (3) + number_words (at least 300)
-    assert three["instruction_id_list"] == ["punctuation:no_comma",
-                                            "detectable_format:number_highlighted_sections",
-                                            "length_constraints:number_words"]
-    essay = "\n\n".join(f"*Part {i}*\n" + " ".join(["the count built castles near the sea"] * 15)
-                        for i in range(1, 4))
+    assert three["instruction_id_list"] == [
+        "punctuation:no_comma",
+        "detectable_format:number_highlighted_sections",
+        "length_constraints:number_words",
+    ]
+    essay = "\n\n".join(f"*Part {i}*\n" + " ".join(["the count built castles near the sea"] * 15) for i in range(1, 4))
     cases = [
         (lowercase, "dear sam,\nplease go and vote on tuesday. it matters.\nlove, ana", (True,)),
         (lowercase, "Dear Sam, please go and vote.", (False,)),

@@ -29,15 +29,30 @@ MAX_NEW = 16
 HUMANEVAL_IDS = ("HumanEval/53", "HumanEval/55")  # short prompts (306 and 321 characters as chat)
 IFEVAL_KEYS = (1000, 1012)  # 323 and 371 characters as chat; 3 and 2 instructions
 GPQA_ROWS = [
-    {"id": f"made-up-{i}", "question": f"Which of these made-up compounds is the stable one in test {i}?",
-     "choices": [f"compound {i}-x", f"compound {i}-y", f"compound {i}-z", f"compound {i}-w"],
-     "answer_index": i % 4}
+    {
+        "id": f"made-up-{i}",
+        "question": f"Which of these made-up compounds is the stable one in test {i}?",
+        "choices": [f"compound {i}-x", f"compound {i}-y", f"compound {i}-z", f"compound {i}-w"],
+        "answer_index": i % 4,
+    }
     for i in range(2)
 ]
 LONG_GPQA_ROW = dict(GPQA_ROWS[0], id="made-up-long", question="A very long made-up question? " * 40)
 
-COLUMNS = ["benchmark", "problems", "N", "Acc@N", "Maj@N", "Pass@N", "mean length", "truncated", "no answer",
-           "format viol.", "lang. mixing", "repetition"]
+COLUMNS = [
+    "benchmark",
+    "problems",
+    "N",
+    "Acc@N",
+    "Maj@N",
+    "Pass@N",
+    "mean length",
+    "truncated",
+    "no answer",
+    "format viol.",
+    "lang. mixing",
+    "repetition",
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +62,16 @@ def setup(tmp_path_factory):
     pytest.importorskip("lm_eval.tasks.ifeval.instructions_registry", reason="IFEval scoring needs lm-eval[ifeval]")
     from jaxrlvr.models import ModelConfig, init_params, save_hf_checkpoint
 
-    cfg = ModelConfig(vocab_size=TOK.vocab_size, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
-                      num_kv_heads=1, head_dim=16, max_position_embeddings=1024)
+    cfg = ModelConfig(
+        vocab_size=TOK.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_layers=1,
+        num_heads=2,
+        num_kv_heads=1,
+        head_dim=16,
+        max_position_embeddings=1024,
+    )
     params = init_params(cfg, jax.random.PRNGKey(0))
     root = tmp_path_factory.mktemp("ood_runner")
     hf_dir = save_hf_checkpoint(cfg, params, root / "hf")
@@ -72,8 +95,16 @@ def _config_module():
 
 def _eval_config(setup, tmp_path, **kw):
     _, _, _, data, gpqa = setup
-    args = dict(benchmarks="humaneval,gpqa,ifeval", num_samples=N, max_new_tokens=MAX_NEW, prompt_batch_size=4,
-                data_dir=str(data), gpqa_path=str(gpqa), code_workers=2, out_dir=str(tmp_path / "out"))
+    args = dict(
+        benchmarks="humaneval,gpqa,ifeval",
+        num_samples=N,
+        max_new_tokens=MAX_NEW,
+        prompt_batch_size=4,
+        data_dir=str(data),
+        gpqa_path=str(gpqa),
+        code_workers=2,
+        out_dir=str(tmp_path / "out"),
+    )
     args.update(kw)
     return EvalConfig(**args)
 
@@ -139,8 +170,15 @@ def test_three_benchmarks_end_to_end_through_the_real_sampler(setup, tmp_path):
     assert _row(md, "gpqa")["Maj@N"] != "n/a"
     assert "| benchmark | Pass@1 | Pass@2 |" in md
     extra = results["ifeval"].summary["extra_tables"]["IFEval (strict / loose, over all samples)"]
-    assert set(extra) == {"prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc",
-                          "inst_level_loose_acc", "responses", "instructions", "sentence_tokenizer"}
+    assert set(extra) == {
+        "prompt_level_strict_acc",
+        "inst_level_strict_acc",
+        "prompt_level_loose_acc",
+        "inst_level_loose_acc",
+        "responses",
+        "instructions",
+        "sentence_tokenizer",
+    }
     assert extra["responses"] == 2 * N and extra["instructions"] == N * 5
     assert extra["prompt_level_strict_acc"] == results["ifeval"].summary["acc_at_n"]
     assert "| benchmark | prompt_level_strict_acc | inst_level_strict_acc | prompt_level_loose_acc |" in md
@@ -209,9 +247,20 @@ def test_missing_gpqa_file_through_the_script(tmp_path):
     env = dict(os.environ, HOME=str(tmp_path), JAX_PLATFORMS="cpu")
     env.pop(choice.ENV_VAR, None)
     proc = subprocess.run(
-        [sys.executable, "scripts/evaluate.py", "--config", "configs/eval.py", f"--config.ckpt={tmp_path}",
-         "--config.tokenizer=char", "--config.benchmarks=gpqa"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "scripts/evaluate.py",
+            "--config",
+            "configs/eval.py",
+            f"--config.ckpt={tmp_path}",
+            "--config.tokenizer=char",
+            "--config.benchmarks=gpqa",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode != 0
     assert "GPQA data not found" in proc.stderr and "gpqa_diamond.csv" in proc.stderr
@@ -241,16 +290,25 @@ def test_prompts_and_config_keys(tmp_path):
     c.benchmarks, c.max_new_tokens_by_benchmark = "humaneval,ifeval", "humaneval=1024, ifeval=1280"
     e = EvalConfig.from_mapping(c)
     assert e.max_new_tokens_for("humaneval") == 1024 and e.max_new_tokens_for("ifeval") == 1280
-    for bad, match in [("gsm8k=5", "not among the benchmarks"), ("humaneval", "benchmark=tokens"),
-                       ("humaneval=0", "positive int")]:
+    for bad, match in [
+        ("gsm8k=5", "not among the benchmarks"),
+        ("humaneval", "benchmark=tokens"),
+        ("humaneval=0", "positive int"),
+    ]:
         with pytest.raises(ValueError, match=match):
             EvalConfig(benchmarks="humaneval", max_new_tokens_by_benchmark=bad)
     with pytest.raises(ValueError, match="humaneval_style"):
         EvalConfig(humaneval_style="fim")
     # completion style: the raw HumanEval prompt; plain template: IFEval without chat markup
     prepared = prepare_benchmarks(
-        EvalConfig(benchmarks="humaneval,ifeval,gpqa", humaneval_style="completion", max_problems=1,
-                   template="plain_boxed", gpqa_path=str(_write(tmp_path / "g.jsonl", GPQA_ROWS)), num_samples=3),
+        EvalConfig(
+            benchmarks="humaneval,ifeval,gpqa",
+            humaneval_style="completion",
+            max_problems=1,
+            template="plain_boxed",
+            gpqa_path=str(_write(tmp_path / "g.jsonl", GPQA_ROWS)),
+            num_samples=3,
+        ),
         TOK,
     )
     he, ife, gp = prepared
@@ -258,7 +316,8 @@ def test_prompts_and_config_keys(tmp_path):
     assert TOK.decode(ife.prompts[0]) == ifeval.load_ifeval()[0]["prompt"]
     assert gp.per_sample and len(gp.prompts[0]) == 3
     assert [TOK.decode(q) for q in gp.prompts[0]] == [
-        choice.format_question(GPQA_ROWS[0], sample=s, seed=0).text for s in range(3)]
+        choice.format_question(GPQA_ROWS[0], sample=s, seed=0).text for s in range(3)
+    ]
 
 
 def _write(path, rows):

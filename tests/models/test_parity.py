@@ -90,9 +90,7 @@ def test_sharded_save_and_load(tmp_path):
     assert len(set(index["weight_map"].values())) > 1
     cfg2, params2 = load_hf_checkpoint(out)
     ids = jnp.arange(12, dtype=jnp.int32).reshape(2, 6)
-    np.testing.assert_array_equal(
-        np.asarray(forward(cfg, params, ids)), np.asarray(forward(cfg2, params2, ids))
-    )
+    np.testing.assert_array_equal(np.asarray(forward(cfg, params, ids)), np.asarray(forward(cfg2, params2, ids)))
     back = transformers.AutoModelForCausalLM.from_pretrained(out)
     with torch.no_grad():
         ref = model(input_ids=torch.tensor(np.asarray(ids))).logits.numpy()

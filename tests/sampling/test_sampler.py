@@ -207,13 +207,8 @@ def test_end_to_end_first_token_distribution(hf_model):
     prompt = [3, 17, 42, 8, 60]
     g = 1 << 14
     temperature, top_p = 0.8, 0.9
-    out = _gen(
-        config, params, [prompt], num_samples=g, max_new_tokens=2, temperature=temperature, top_p=top_p
-    )
-    x = (
-        np.asarray(forward(config, params, jnp.asarray([prompt], jnp.int32)))[0, -1].astype(np.float64)
-        / temperature
-    )
+    out = _gen(config, params, [prompt], num_samples=g, max_new_tokens=2, temperature=temperature, top_p=top_p)
+    x = np.asarray(forward(config, params, jnp.asarray([prompt], jnp.int32)))[0, -1].astype(np.float64) / temperature
     p = np.exp(x - x.max())
     p /= p.sum()
     order = np.argsort(-p, kind="stable")
@@ -307,6 +302,4 @@ def test_wide_mlp_model_takes_the_large_model_path():
     logits = np.asarray(forward(cfg, params, jnp.asarray(ids), jnp.asarray(mask)))[:, -7:-1]
     np.testing.assert_array_equal(out.tokens, logits.argmax(-1))
     logp = np.asarray(jax.nn.log_softmax(jnp.asarray(logits), axis=-1))
-    np.testing.assert_allclose(
-        out.logprobs, np.take_along_axis(logp, out.tokens[..., None], -1)[..., 0], atol=1e-4
-    )
+    np.testing.assert_allclose(out.logprobs, np.take_along_axis(logp, out.tokens[..., None], -1)[..., 0], atol=1e-4)

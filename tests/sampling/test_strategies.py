@@ -75,9 +75,7 @@ def test_top_k_then_top_p_distribution(logits_V):
     emp, tok, logp = _empirical(logits_V, params)
     assert 0.5 * np.abs(emp - ref).sum() < 0.02
     assert emp[~keep].sum() == 0.0
-    np.testing.assert_allclose(
-        logp, np.asarray(jax.nn.log_softmax(jnp.asarray(logits_V) / 0.8))[tok], atol=1e-5
-    )
+    np.testing.assert_allclose(logp, np.asarray(jax.nn.log_softmax(jnp.asarray(logits_V) / 0.8))[tok], atol=1e-5)
 
 
 def test_sort_fallback_is_exact_and_used_when_all_candidates_fail(logits_V):
@@ -104,9 +102,7 @@ def test_greedy_is_first_argmax_and_logprob_at_temperature(logits_V):
     params = SamplingParams(greedy=True, temperature=0.7)
     tok, logp = strategies.sample_tokens(jnp.asarray(logits_V)[None], prng.seed_key(0), params)
     assert int(tok[0]) == 7  # tie between 7 and 11
-    np.testing.assert_allclose(
-        float(logp[0]), float(jax.nn.log_softmax(jnp.asarray(logits_V) / 0.7)[7]), atol=1e-6
-    )
+    np.testing.assert_allclose(float(logp[0]), float(jax.nn.log_softmax(jnp.asarray(logits_V) / 0.7)[7]), atol=1e-6)
 
 
 def test_inverse_cdf_extremes_skip_zero_weights():

@@ -15,9 +15,25 @@ CASES = [
     (position_shaping, "smoke,auto"),
 ] + [
     (entropy_study, f"smoke,{p}")
-    for p in ("clip_higher", "clip_lower", "clip_tighter", "clip_free", "offpolicy=2", "offpolicy=4", "entropy_reg",
-              "entropy_adaptive", "clip_cov", "kl_cov", "entropy_adv", "non_negative", "non_positive",
-              "rand_pos_clip", "pos_adv=stage", "pos_adv=epoch", "pos_adv=entropy")
+    for p in (
+        "clip_higher",
+        "clip_lower",
+        "clip_tighter",
+        "clip_free",
+        "offpolicy=2",
+        "offpolicy=4",
+        "entropy_reg",
+        "entropy_adaptive",
+        "clip_cov",
+        "kl_cov",
+        "entropy_adv",
+        "non_negative",
+        "non_positive",
+        "rand_pos_clip",
+        "pos_adv=stage",
+        "pos_adv=epoch",
+        "pos_adv=entropy",
+    )
 ]
 
 
