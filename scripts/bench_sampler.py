@@ -6,6 +6,10 @@ Sections (``--sections``, comma separated):
   0.5b       a Qwen2.5-0.5B-shaped random model in float32, 8 prompts x 64 new tokens, plus the decode step
              time against the memory-bandwidth bound measured in the same run
   0.5b-bf16  the same in bfloat16 (weights, activations and cache), transformers in bfloat16 as well
+  kernels    the rate at which XLA:CPU's matmul library streams each 0.5B decode matmul ([8, in] x kernel,
+             float32) in both kernel layouts and under each CPU matmul library option, and the decode step
+             those rates imply against the bandwidth bound: what a decode step built from XLA's matmuls
+             can reach on this machine
 
 Every section samples at temperature 1.0, top-p 0.95, no EOS (every row generates all its tokens, in both
 implementations). Usage: ``python scripts/bench_sampler.py [--sections tiny,0.5b,0.5b-bf16] [--json F]``.
@@ -216,6 +220,65 @@ def section(name, repeats, bandwidth):
     return res
 
 
+# ------------------------------------------------------------------------------------------------ kernels
+_LIBRARY_OPTIONS = {  # XLA:CPU's matmul library choices (jax 0.10); "default" is YNNPACK for dots
+    "default": {},
+    "eigen": {"xla_cpu_experimental_ynn_fusion_type": ""},
+    "xnnpack": {
+        "xla_cpu_experimental_ynn_fusion_type": "",
+        "xla_cpu_experimental_xnn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
+    },
+    "onednn": {
+        "xla_cpu_experimental_ynn_fusion_type": "",
+        "xla_cpu_experimental_onednn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
+    },
+}
+
+
+def kernel_rates(rows=8, copies_bytes=1 << 28, repeats=3):
+    """GB/s of weights streamed by ``[rows, in] x kernel`` for each matmul of a 0.5B decode step, kernels
+    stored ``[in, out]`` and ``[out, in]``, under each library option (several weight copies rotate so the
+    caches do not hold them). Returns per shape the rates and the best, and the step time the best rates
+    imply (sum over the step's matmuls of bytes / best rate)."""
+    cfg = ModelConfig.preset("qwen2.5-0.5b")
+    d, i, hd = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
+    shapes = {  # name: (in, out, count per step)
+        "qkv": (d, (cfg.num_heads + 2 * cfg.num_kv_heads) * hd, cfg.num_layers),
+        "o": (cfg.num_heads * hd, d, cfg.num_layers),
+        "gate_up": (d, 2 * i, cfg.num_layers),
+        "down": (i, d, cfg.num_layers),
+        "lm_head": (d, cfg.vocab_size, 1),
+    }
+    rng = np.random.default_rng(0)
+    out, implied = {}, 0.0
+    for name, (n_in, n_out, count) in shapes.items():
+        nbytes = n_in * n_out * 4
+        k = max(2, min(8, copies_bytes // nbytes))
+        w_io = [jnp.asarray(rng.standard_normal((n_in, n_out), np.float32)) for _ in range(k)]
+        w_oi = [jnp.asarray(np.ascontiguousarray(np.asarray(w).T)) for w in w_io]
+        x = jnp.asarray(rng.standard_normal((rows, n_in), np.float32))
+        rates = {}
+        for opt_name, opts in _LIBRARY_OPTIONS.items():
+            for layout, ws, fn in (("[in,out]", w_io, lambda a, w: a @ w), ("[out,in]", w_oi, lambda a, w: a @ w.T)):
+                try:
+                    f = jax.jit(fn, compiler_options=opts or None)
+                    f(x, ws[0]).block_until_ready()
+                except Exception as e:  # an option this jaxlib does not know
+                    rates[f"{opt_name} {layout}"] = f"error: {type(e).__name__}"
+                    continue
+                n = 4 * k
+                calls = [(f, x, ws[j % k]) for j in range(n)]
+                best = min(timed(lambda calls=calls: [g(a, w).block_until_ready() for g, a, w in calls], repeats))
+                rates[f"{opt_name} {layout}"] = nbytes * n / best / 1e9
+        del w_io, w_oi
+        numeric = {kk: v for kk, v in rates.items() if isinstance(v, float)}
+        top = max(numeric, key=numeric.get)
+        out[name] = {"in": n_in, "out": n_out, "per_step": count, "bytes": nbytes, "GBps": rates, "best": top}
+        implied += count * nbytes / (numeric[top] * 1e9)
+        log(f"[kernels] {name} [{rows}, {n_in}] x [{n_in}, {n_out}]: best {top} {numeric[top]:.1f} GB/s")
+    return {"rows": rows, "shapes": out, "implied_step_ms": implied * 1e3}
+
+
 def _round(d):
     if isinstance(d, dict):
         return {k: _round(v) for k, v in d.items()}
@@ -245,10 +308,23 @@ def main():
     results = {"env": env, "sections": []}
     bandwidth = None
     for name in args.sections.split(","):
+        if name not in SECTIONS and name != "kernels":
+            ap.error(f"unknown section {name!r} (known: {', '.join([*SECTIONS, 'kernels'])})")
         if name != "tiny" and bandwidth is None:
             bandwidth = memory_bandwidth()
             results["bandwidth"] = bandwidth
             log(f"memory bandwidth: {json.dumps(_round(bandwidth))}")
+        if name == "kernels":
+            k = kernel_rates(repeats=args.repeats)
+            weights = sum(v["per_step"] * v["bytes"] for v in k["shapes"].values())
+            k["bound_ms_copy_bw"] = weights / (bandwidth["copy_GBps"] * 1e9) * 1e3
+            k["implied_over_bound_copy"] = k["implied_step_ms"] / k["bound_ms_copy_bw"]
+            log(
+                f"[kernels] best library rates imply a {k['implied_step_ms']:.0f} ms step (matmuls alone) = "
+                f"{k['implied_over_bound_copy']:.2f}x the copy-bandwidth bound of {k['bound_ms_copy_bw']:.0f} ms"
+            )
+            results["kernels"] = k
+            continue
         results["sections"].append(section(name, args.repeats, bandwidth if name != "tiny" else None))
     log(json.dumps(_round(results), indent=1))
     if args.json:
