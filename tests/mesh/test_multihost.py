@@ -24,8 +24,17 @@ import pytest
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 TIMEOUT_S = 420
-COMMON = ["--config", "configs/demo.py:smoke", "--config.log.tensorboard=False", "--config.log.plots=False"]
+COMMON = [
+    "--config",
+    "configs/demo.py:smoke",
+    "--config.log.tensorboard=False",
+    "--config.log.plots=False",
+    "--config.eval.every=2",  # periodic evaluation at the last step: 2 MATH500 problems x 2 samples
+    "--config.eval.max_problems=2",
+    "--config.eval.num_samples=2",
+]
 COMPARED = ("loss", "grad_norm", "clipfrac", "entropy", "log_ppl", "reward", "accuracy", "response_length_mean")
+EVAL_KEYS = ("eval/math500/acc_at_n", "eval/math500/mean_length")
 
 
 def _free_port() -> int:
@@ -96,6 +105,7 @@ def _run(tmp):
         "metrics": {w: [json.loads(x) for x in read(w, "metrics.jsonl").splitlines()] for w in ("multi", "ref")},
         "summary": {w: json.loads(read(w, "summary.json")) for w in ("multi", "ref")},
         "logs": {name: (tmp / f"{name}.log").read_text()[-20000:] for name in procs},
+        "eval_files": sorted(p.name for p in (tmp / "multi" / "eval" / "step_000002").iterdir()),
         "param_max_diff": max(diffs),
         "param_leaves": len(diffs),
     }
@@ -126,6 +136,13 @@ def test_two_steps_match_the_single_process_run(runs):
     assert min(r["grad_norm"] for r in ref) > 1e-3  # the comparison is not vacuous
     for k in ("heldout_accuracy_before", "heldout_accuracy_after"):
         assert runs["summary"]["multi"][k] == runs["summary"]["ref"][k]
+
+
+def test_periodic_evaluation_runs_on_the_mesh(runs):
+    multi, ref = runs["metrics"]["multi"][-1], runs["metrics"]["ref"][-1]
+    for k in EVAL_KEYS:
+        assert multi[k] == ref[k], (k, multi[k], ref[k])
+    assert runs["eval_files"] == ["math500.samples.jsonl", "summary.json", "summary.md"]
 
 
 def test_two_process_checkpoint_loads_in_one_process(runs):
