@@ -540,6 +540,11 @@ class Placement:
         from jaxrlvr.sampling import InferenceParams, inference
 
         if isinstance(params, InferenceParams):
+            if params.layout != "auto":
+                raise MeshError(
+                    f"sampler params prepared with layout={params.layout!r} (the single-device CPU kernels' layout); "
+                    "a placement takes the model params, or sampling.prepare_params(config, params, layout='auto')"
+                )
             return conform(params, sampler_param_shardings(self.mesh, self.model_cfg, params))
         key = ("prepare",)
         fn = self._cache.get(key)

@@ -45,26 +45,35 @@ _PREFILL_QUERY_BLOCK = 512  # prefill attention scores are [P, H, 512, <= T] at 
 
 
 _TRANSPOSE_MIN_SIZE = 1 << 20
+_CPU_KERNEL_MIN_SIZE = 1 << 16  # weights smaller than this stay with XLA's fused matmuls
+LAYOUTS = ("auto", "out_in")
 
 
-def _out_in(n_in: int, n_out: int) -> bool:
-    """Whether a [n_in -> n_out] kernel is stored [out, in] (else [in, out])."""
-    return n_out > n_in and n_in * n_out >= _TRANSPOSE_MIN_SIZE
+def _out_in(n_in: int, n_out: int, layout: str = "auto") -> bool:
+    """Whether a [n_in -> n_out] kernel is stored [out, in] (else [in, out]): every kernel with layout
+    ``"out_in"`` (the CPU kernel's layout), else the large widening ones (XLA:CPU's fastest choice)."""
+    return layout == "out_in" or (n_out > n_in and n_in * n_out >= _TRANSPOSE_MIN_SIZE)
 
 
-def _kernel(w_IO: Array, dtype) -> Array:
+def _kernel(w_IO: Array, dtype, layout: str) -> Array:
     n_in, n_out = w_IO.shape
-    return (w_IO.T if _out_in(n_in, n_out) else w_IO).astype(dtype)
+    return (w_IO.T if _out_in(n_in, n_out, layout) else w_IO).astype(dtype)
 
 
-def _linear(x: Array, w: Array) -> Array:
-    """x [..., in] times a kernel stored [in, out] or [out, in] (:func:`_out_in`; square: [in, out]).
+def _linear(x: Array, w: Array, *, out_in: bool, cpu_kernel: bool = False) -> Array:
+    """x [..., in] times a kernel stored [out, in] (``out_in``) or [in, out].
 
     Accumulates in float32 and returns the input dtype: XLA:CPU only has a native bf16 x bf16 -> f32
-    matmul; asking for a bf16 result makes it convert the whole weight to f32 every call.
+    matmul; asking for a bf16 result makes it convert the whole weight to f32 every call. With
+    ``cpu_kernel`` a large float32 [out, in] weight goes through ``jaxrlvr.kernels.small_matmul`` (the
+    decode step on CPU; the caller checked ``kernels.available()``).
     """
-    n_in = x.shape[-1]
-    spec = "...i,oi->...o" if (w.shape[1] == n_in and w.shape[0] != n_in) else "...i,io->...o"
+    if cpu_kernel and out_in and w.size >= _CPU_KERNEL_MIN_SIZE and w.dtype == x.dtype == jnp.float32:
+        from jaxrlvr import kernels
+
+        y = kernels.small_matmul(x.reshape(-1, x.shape[-1]), w)
+        return y.reshape(x.shape[:-1] + (w.shape[0],))
+    spec = "...i,oi->...o" if out_in else "...i,io->...o"
     return jnp.einsum(spec, x, w, preferred_element_type=jnp.float32).astype(x.dtype)
 
 
@@ -91,10 +100,18 @@ class InferenceParams:
     lm_head: Array | None  # D -> V kernel in the compute dtype; None: use the embedding ([V, D]) itself
     final_norm: Array  # [D]
     layers: tuple[LayerParams, ...]
+    layout: str = dataclasses.field(default="auto", metadata=dict(static=True))  # see ``prepare_params``
 
 
-def prepare_params(config: ModelConfig, params: dict) -> InferenceParams:
-    """Model params (``models.init_params`` tree) -> :class:`InferenceParams`. Jit it (config static)."""
+def prepare_params(config: ModelConfig, params: dict, layout: str = "auto") -> InferenceParams:
+    """Model params (``models.init_params`` tree) -> :class:`InferenceParams`. Jit it (config, layout static).
+
+    ``layout``: ``"auto"`` stores large widening kernels [out, in] and the others [in, out] (the fastest
+    choice for XLA:CPU's matmuls and what the mesh placement uses); ``"out_in"`` stores every kernel
+    [out, in], the layout of the CPU decode kernel (``jaxrlvr.kernels``).
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     dt = config.jnp_dtype
     d, h, kv, hd = config.hidden_size, config.num_heads, config.num_kv_heads, config.head_dim
     lay = params["layers"]
@@ -110,25 +127,28 @@ def prepare_params(config: ModelConfig, params: dict) -> InferenceParams:
         layers.append(
             LayerParams(
                 ln1=lay["input_norm"]["scale"][i],
-                wqkv=_kernel(jnp.concatenate([q, k, v], axis=1), dt),
+                wqkv=_kernel(jnp.concatenate([q, k, v], axis=1), dt, layout),
                 bqkv=bqkv,
-                wo=_kernel(attn["o_proj"]["kernel"][i].reshape(h * hd, d), dt),
+                wo=_kernel(attn["o_proj"]["kernel"][i].reshape(h * hd, d), dt, layout),
                 ln2=lay["post_attn_norm"]["scale"][i],
-                wgu=_kernel(jnp.concatenate([mlp["gate_proj"]["kernel"][i], mlp["up_proj"]["kernel"][i]], 1), dt),
-                wd=_kernel(mlp["down_proj"]["kernel"][i], dt),
+                wgu=_kernel(
+                    jnp.concatenate([mlp["gate_proj"]["kernel"][i], mlp["up_proj"]["kernel"][i]], 1), dt, layout
+                ),
+                wd=_kernel(mlp["down_proj"]["kernel"][i], dt, layout),
             )
         )
     embed = params["embed"]["embedding"]
     v = config.vocab_size
-    if config.tie_word_embeddings and _out_in(d, v) and embed.dtype == dt:
+    if config.tie_word_embeddings and _out_in(d, v, layout) and embed.dtype == dt:
         lm_head = None  # the embedding is already the [out, in] kernel: no copy
     else:
-        lm_head = _kernel(embed.T if config.tie_word_embeddings else params["lm_head"], dt)
+        lm_head = _kernel(embed.T if config.tie_word_embeddings else params["lm_head"], dt, layout)
     return InferenceParams(
         embed=embed,
         lm_head=lm_head,
         final_norm=params["final_norm"]["scale"],
         layers=tuple(layers),
+        layout=layout,
     )
 
 
@@ -140,11 +160,11 @@ def _rms_norm(config: ModelConfig, x: Array, scale: Array) -> Array:
     return (y * scale).astype(config.jnp_dtype)
 
 
-def _qkv(config: ModelConfig, lp: LayerParams, h_BTD: Array, cos: Array, sin: Array):
+def _qkv(config: ModelConfig, lp: LayerParams, h_BTD: Array, cos: Array, sin: Array, layout: str, ck: bool):
     """Rotated q [B, T, H, Hd], k [B, T, KV, Hd] and v [B, T, KV, Hd] in the compute dtype."""
-    b, t, _ = h_BTD.shape
+    b, t, d = h_BTD.shape
     nh, kv, hd = config.num_heads, config.num_kv_heads, config.head_dim
-    qkv = _linear(h_BTD, lp.wqkv)
+    qkv = _linear(h_BTD, lp.wqkv, out_in=_out_in(d, (nh + 2 * kv) * hd, layout), cpu_kernel=ck)
     if lp.bqkv is not None:
         qkv = qkv + lp.bqkv.reshape((1, 1, -1))
     q = qkv[..., : nh * hd].reshape(b, t, nh, hd)
@@ -153,19 +173,22 @@ def _qkv(config: ModelConfig, lp: LayerParams, h_BTD: Array, cos: Array, sin: Ar
     return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
 
-def _mlp_residual(config: ModelConfig, lp: LayerParams, x: Array) -> Array:
+def _mlp_residual(config: ModelConfig, lp: LayerParams, x: Array, layout: str, ck: bool) -> Array:
     h = _rms_norm(config, x, lp.ln2)
-    gu = _linear(h, lp.wgu)
-    i = config.intermediate_size
-    return x + _linear(jax.nn.silu(gu[..., :i]) * gu[..., i:], lp.wd)
+    d, i = config.hidden_size, config.intermediate_size
+    gu = _linear(h, lp.wgu, out_in=_out_in(d, 2 * i, layout), cpu_kernel=ck)
+    return x + _linear(jax.nn.silu(gu[..., :i]) * gu[..., i:], lp.wd, out_in=_out_in(i, d, layout), cpu_kernel=ck)
 
 
-def logits(config: ModelConfig, ip: InferenceParams, h_BD: Array) -> Array:
+def logits(config: ModelConfig, ip: InferenceParams, h_BD: Array, cpu_kernel: bool = False) -> Array:
     """float32 logits [B, V] of final-norm hidden states [B, D]."""
     if ip.lm_head is None:
-        w, spec = ip.embed.astype(h_BD.dtype), "bd,vd->bv"
+        w, out_in = ip.embed.astype(h_BD.dtype), True
     else:
-        w, spec = ip.lm_head, ("bd,vd->bv" if _out_in(config.hidden_size, config.vocab_size) else "bd,dv->bv")
+        w, out_in = ip.lm_head, _out_in(config.hidden_size, config.vocab_size, ip.layout)
+    if cpu_kernel and out_in and w.dtype == h_BD.dtype == jnp.float32:
+        return _linear(h_BD, w, out_in=True, cpu_kernel=True)
+    spec = "bd,vd->bv" if out_in else "bd,dv->bv"
     return jnp.einsum(spec, h_BD, w, preferred_element_type=jnp.float32)
 
 
@@ -226,7 +249,7 @@ def prefill(
     cache = []
     for lp in ip.layers:
         h = _rms_norm(config, x, lp.ln1)
-        q, k, v = _qkv(config, lp, h, cos, sin)
+        q, k, v = _qkv(config, lp, h, cos, sin, ip.layout, False)
         qg = q.reshape(p, t, kv, nh // kv, hd)
         outs = []
         for lo in range(0, t, _PREFILL_QUERY_BLOCK):  # bounded [.., Tq, Tk] scores; causal: keys < hi
@@ -240,8 +263,8 @@ def prefill(
             outs.append(jnp.einsum("bkgts,bskd->btkgd", w, v[:, :hi], preferred_element_type=jnp.float32))
         o = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=1)
         o = o.astype(config.jnp_dtype).reshape(p, t, nh * hd)
-        x = x + _linear(o, lp.wo)
-        x = _mlp_residual(config, lp, x)
+        x = x + _linear(o, lp.wo, out_in=_out_in(nh * hd, config.hidden_size, ip.layout))
+        x = _mlp_residual(config, lp, x, ip.layout, False)
         k0 = jnp.repeat(k.transpose(0, 2, 3, 1), g, axis=0)  # [P G, KV, Hd, T]
         v0 = jnp.repeat(v.transpose(0, 2, 1, 3), g, axis=0)  # [P G, KV, T, Hd]
         k0 = jnp.pad(k0, ((0, 0), (0, 0), (0, 0), (0, chunks[0] - t)))
@@ -262,8 +285,11 @@ def decode_step(
     start_B: Array,
     *,
     chunk: int,
+    cpu_kernel: bool = False,
 ) -> tuple[Array, Cache]:
     """One token per row at cache ``slot`` (same for all rows) and rotary position ``pos_B``.
+
+    ``cpu_kernel``: large float32 [out, in] matmuls through ``jaxrlvr.kernels`` (CPU only).
 
     ``slot`` lies in chunk number ``chunk`` (static; the caller guarantees it). Attention reads only chunks
     ``0 .. chunk``, so early steps do not pay for the whole preallocated cache. Returns float32 logits
@@ -281,7 +307,7 @@ def decode_step(
     new_cache = []
     for lp, (k_cs, v_cs) in zip(ip.layers, cache, strict=True):
         h = _rms_norm(config, x, lp.ln1)
-        q, k, v = _qkv(config, lp, h, cos, sin)
+        q, k, v = _qkv(config, lp, h, cos, sin, ip.layout, cpu_kernel)
         at = slot - offset
         k_cs, v_cs = list(k_cs), list(v_cs)
         k_w, v_w = k_cs[chunk], v_cs[chunk]
@@ -303,7 +329,12 @@ def decode_step(
             )
             o = part if o is None else o + part
             lo += n
-        x = x + _linear(o.astype(config.jnp_dtype).reshape(b, 1, nh * hd), lp.wo)
-        x = _mlp_residual(config, lp, x)
+        x = x + _linear(
+            o.astype(config.jnp_dtype).reshape(b, 1, nh * hd),
+            lp.wo,
+            out_in=_out_in(nh * hd, config.hidden_size, ip.layout),
+            cpu_kernel=cpu_kernel,
+        )
+        x = _mlp_residual(config, lp, x, ip.layout, cpu_kernel)
     h_last = _rms_norm(config, x[:, 0], ip.final_norm)
-    return logits(config, ip, h_last), tuple(new_cache)
+    return logits(config, ip, h_last, cpu_kernel), tuple(new_cache)

@@ -136,6 +136,9 @@ class Sampler:
         only the chunks up to the one it writes. None: one chunk (attend the whole cache every step).
       max_segments: at most this many chunks (each compiles one copy of the decode step); the chunk size
         doubles until it fits.
+      cpu_kernels: large float32 matmuls of the decode step through ``jaxrlvr.kernels`` (CPU only; needs
+        params prepared with ``layout="out_in"`` to apply to every weight). :func:`generate` sets it when
+        :func:`cpu_kernels_usable`.
     """
 
     config: ModelConfig
@@ -145,6 +148,7 @@ class Sampler:
     num_samples: int = 1
     attn_block: int | None = 64
     max_segments: int = 4
+    cpu_kernels: bool = False
 
     # ------------------------------------------------------------------------------------------------
     @staticmethod
@@ -197,6 +201,7 @@ class Sampler:
             st["plen"] + i - 1,
             st["start"],
             chunk=chunk,
+            cpu_kernel=self.cpu_kernels,
         )
         tok_B, logp_B = sample_tokens(logits_BV, st["key"], self.sampling, step=i, rows_B=st["rows"])
         done = st["done"]
@@ -288,15 +293,26 @@ def _jitted(name: str, options: tuple | None):
 
 @functools.cache
 def _prepare_jit():
-    return jax.jit(inference.prepare_params, static_argnums=0)
+    return jax.jit(inference.prepare_params, static_argnums=(0, 2))
 
 
-def prepare_params(config: ModelConfig, params) -> InferenceParams:
+def cpu_kernels_usable(config: ModelConfig) -> bool:
+    """Whether :func:`generate` runs the decode step's matmuls through ``jaxrlvr.kernels``: a float32
+    model, JAX's default backend is the CPU and the kernels built (see ``jaxrlvr.kernels``)."""
+    from jaxrlvr import kernels
+
+    return config.jnp_dtype == jnp.float32 and kernels.available()
+
+
+def prepare_params(config: ModelConfig, params, layout: str | None = None) -> InferenceParams:
     """The sampler's parameter layout (one copy of the layer weights); pass it to :func:`generate` to
-    reuse it across calls with the same weights."""
+    reuse it across calls with the same weights. ``layout`` (``inference.prepare_params``): None picks
+    ``"out_in"`` when :func:`cpu_kernels_usable`, else ``"auto"``."""
     if isinstance(params, InferenceParams):
         return params
-    return _prepare_jit()(config, params)
+    if layout is None:
+        layout = "out_in" if cpu_kernels_usable(config) else "auto"
+    return _prepare_jit()(config, params, layout)
 
 
 # ------------------------------------------------------------------------------------------------ generate
@@ -405,6 +421,7 @@ def generate(
         attn_block = _as_int("attn_block", attn_block, lo=1)
     strategy = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k, greedy=bool(greedy))
     ids, lengths = pad_prompts(config, prompts, n, pad)
+    ip = prepare_params(config, params)
     sampler = Sampler(
         config=config,
         sampling=strategy,
@@ -412,8 +429,8 @@ def generate(
         pad_id=pad,
         num_samples=g,
         attn_block=attn_block,
+        cpu_kernels=ip.layout == "out_in" and cpu_kernels_usable(config),
     )
-    ip = prepare_params(config, params)
     eos_arr = np.full((eos_slots(len(set(eos))),), -1, np.int32)
     eos_arr[: len(set(eos))] = sorted(set(eos))
     out = sampler(ip, ids, lengths, seed_key(seed), eos_arr)
@@ -427,6 +444,7 @@ __all__ = [
     "SampleOutput",
     "Sampler",
     "bucket_prompt_count",
+    "cpu_kernels_usable",
     "bucket_prompt_length",
     "decode_segments",
     "generate",
