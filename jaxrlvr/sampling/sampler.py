@@ -298,10 +298,13 @@ def _prepare_jit():
 
 def cpu_kernels_usable(config: ModelConfig) -> bool:
     """Whether :func:`generate` runs the decode step's matmuls through ``jaxrlvr.kernels``: a float32
-    model, JAX's default backend is the CPU and the kernels built (see ``jaxrlvr.kernels``)."""
+    model large enough for its weights to dominate a step (hidden x intermediate >= 2**21, as for the
+    large-model XLA options; small models are faster with XLA's fused matmuls), JAX's default backend is
+    the CPU, and the kernels built (see ``jaxrlvr.kernels``)."""
     from jaxrlvr import kernels
 
-    return config.jnp_dtype == jnp.float32 and kernels.available()
+    big = config.hidden_size * config.intermediate_size >= _LARGE_MODEL_MIN_MLP
+    return big and config.jnp_dtype == jnp.float32 and kernels.available()
 
 
 def prepare_params(config: ModelConfig, params, layout: str | None = None) -> InferenceParams:

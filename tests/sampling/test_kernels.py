@@ -17,9 +17,10 @@ from jaxrlvr.sampling.sampler import cpu_kernels_usable, pad_prompts
 
 needs_kernels = pytest.mark.skipif(not kernels.available(), reason="CPU kernels not built (no C++ compiler?)")
 
-# Big enough that every weight takes the kernel (>= 2**16 elements), small enough to compile in seconds.
+# Big enough for generate() to choose the kernels (hidden x intermediate >= 2**21) and for every weight to
+# take them (>= 2**16 elements), small enough to compile in seconds.
 CFG = ModelConfig.preset(
-    "tiny", hidden_size=256, intermediate_size=1024, num_heads=4, num_kv_heads=2, head_dim=64, vocab_size=2048
+    "tiny", hidden_size=256, intermediate_size=8192, num_heads=4, num_kv_heads=2, head_dim=64, vocab_size=2048
 )
 
 
@@ -72,7 +73,10 @@ def test_layout_choice_and_mesh_guard():
     """bf16 models keep XLA's layout; a mesh placement refuses kernel-layout weights with a clear error."""
     from jaxrlvr import sharding
 
-    assert not cpu_kernels_usable(ModelConfig.preset("tiny", dtype="bfloat16", param_dtype="bfloat16"))
+    assert not cpu_kernels_usable(ModelConfig.preset("tiny"))  # small: XLA's fused matmuls are faster
+    big_bf16 = ModelConfig.preset("qwen2.5-0.5b", dtype="bfloat16", param_dtype="bfloat16")
+    assert not cpu_kernels_usable(big_bf16)
+    assert cpu_kernels_usable(ModelConfig.preset("qwen2.5-0.5b")) == kernels.available()
     with pytest.raises(ValueError, match="layout must be one of"):
         prepare_params(CFG, init_params(CFG, jax.random.key(0)), layout="in_out")
     tiny = ModelConfig.preset("tiny")
