@@ -2,13 +2,13 @@
 
 ``small_matmul(x_MK, w_NK)`` is ``x @ w.T`` in float32 for a few rows of ``x`` and a weight stored
 ``[out, in]`` (the sampler's decode step on CPU). XLA:CPU's matmul libraries stream such weights at 10-17
-GB/s on the development machine; this kernel reaches 21-33 GB/s (BENCHMARKS.md, "Sampler").
+GB/s on the development machine; this kernel reaches 18-26 GB/s in the same run (BENCHMARKS.md, "Sampler").
 
-The source (``small_matmul.cc``) is compiled once per machine with the system C++ compiler
-(``$CXX`` or ``g++``, ``-O3 -march=native``) into ``$JAXRLVR_CACHE`` (default ``~/.cache/jaxrlvr``), keyed
-by the source, the compiler flags and the jaxlib version. :func:`available` is False, and callers keep
-XLA's matmul, when the backend is not CPU, no compiler is found, the build fails (the reason is logged
-once) or ``JAXRLVR_CPU_KERNELS=0``.
+The source (``small_matmul.cc``) is compiled once per machine with the system C++ compiler (``$CXX`` or
+``g++``, ``-O3 -march=native``) into ``$JAXRLVR_CACHE`` (default ``~/.cache/jaxrlvr``), keyed by the source,
+the compiler and its flags, the jaxlib version and the CPU model and features. :func:`available` is False,
+and callers keep XLA's matmul, when the backend is not CPU, no compiler is found, the build fails (the
+reason is logged once) or ``JAXRLVR_CPU_KERNELS=0``.
 """
 
 from __future__ import annotations
@@ -36,11 +36,24 @@ def _cache_dir() -> pathlib.Path:
     return pathlib.Path(os.environ.get("JAXRLVR_CACHE", pathlib.Path.home() / ".cache" / "jaxrlvr")) / "kernels"
 
 
+def _cpu_signature() -> str:
+    """The CPU's model and feature flags: ``-march=native`` builds must not be shared between CPUs (a home
+    directory on a cluster's shared filesystem)."""
+    try:
+        lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+    return "|".join(next((x for x in lines if x.startswith(k)), "") for k in ("model name", "flags"))
+
+
 def _build(cxx: str) -> pathlib.Path:
     import jaxlib
 
     src = _SOURCE.read_bytes()
-    key = hashlib.sha256(src + " ".join((cxx, *_FLAGS, jaxlib.__version__)).encode()).hexdigest()[:16]
+    meta = " ".join((cxx, *_FLAGS, jaxlib.__version__, _cpu_signature()))
+    key = hashlib.sha256(src + meta.encode()).hexdigest()[:16]
     out = _cache_dir() / f"small_matmul-{key}.so"
     if out.is_file():
         return out
