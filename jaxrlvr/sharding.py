@@ -712,12 +712,35 @@ def generate(
     Weights are converted to the sampler's layout on the mesh (:meth:`Placement.sampler_params`);
     prompts, the loop state and the KV cache are sharded over rows (and the cache over K/V heads); the
     decode loop runs on the devices with the cache donated; the outputs come back replicated."""
-    from jaxrlvr.sampling import Sampler, SamplingParams
+    from jaxrlvr.sampling import InferenceParams, Sampler, SamplingParams
     from jaxrlvr.sampling import sampler as sampler_mod
     from jaxrlvr.sampling.prng import seed_key
 
     if config != pl.model_cfg:
         pl = placement(pl.mesh, config, pl.rules)
+    if (
+        pl.mesh.size == 1
+        and pl.mesh.devices.flat[0] == jax.devices()[0]
+        and not isinstance(params, InferenceParams)
+        and sampler_mod.cpu_kernels_usable(config)
+    ):  # one CPU device: the single-device sampler with the CPU decode kernel (docs/sampler.md)
+        from jaxrlvr.sampling import generate as generate_one
+
+        return generate_one(
+            config,
+            params,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            greedy=greedy,
+            num_samples=num_samples,
+            eos_ids=eos_ids,
+            pad_id=pad_id,
+            seed=seed,
+            **sampler_kwargs,
+        )
     if isinstance(eos_ids, int | np.integer):
         eos_ids = (eos_ids,)
     eos = tuple(sorted({int(x) for x in eos_ids}))

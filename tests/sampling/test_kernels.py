@@ -67,6 +67,12 @@ def test_sampler_with_kernels_equals_xla_matmuls():
     np.testing.assert_allclose(outs[0].logprobs, outs[1].logprobs, atol=1e-5)
     g = generate(CFG, params, prompts, max_new_tokens=12, greedy=True, eos_ids=(), pad_id=0, seed=0, num_samples=2)
     np.testing.assert_array_equal(g.tokens, np.asarray(outs[1].tokens)[: g.tokens.shape[0]])
+    # the trainer samples through a placement: on one CPU device it takes the same kernel path
+    from jaxrlvr import sharding
+
+    pl = sharding.placement(sharding.single_device_mesh(), CFG)
+    gp = pl.generate(CFG, params, prompts, max_new_tokens=12, greedy=True, eos_ids=(), pad_id=0, seed=0, num_samples=2)
+    np.testing.assert_array_equal(gp.tokens, g.tokens)
 
 
 def test_layout_choice_and_mesh_guard():
