@@ -2,7 +2,7 @@
 
 ``small_matmul(x_MK, w_NK)`` is ``x @ w.T`` in float32 for a few rows of ``x`` and a weight stored
 ``[out, in]`` (the sampler's decode step on CPU). XLA:CPU's matmul libraries stream such weights at 10-17
-GB/s on the development machine; this kernel reaches 18-26 GB/s in the same run (BENCHMARKS.md, "Sampler").
+GB/s on the development machine; this kernel streams 18-32 GB/s in the same run (BENCHMARKS.md, "Sampler").
 
 The source (``small_matmul.cc``) is compiled once per machine with the system C++ compiler (``$CXX`` or
 ``g++``, ``-O3 -march=native``) into ``$JAXRLVR_CACHE`` (default ``~/.cache/jaxrlvr``), keyed by the source,
