@@ -460,14 +460,31 @@ class Placement:
     # ---- the trainer's pure functions, jitted with explicit shardings ----
     def train_step(self, state, batch, rng, **static):
         """``train.step.train_step_fn`` on this mesh: in/out shardings explicit, ``state`` donated."""
-        from jaxrlvr.train.step import TRAIN_STEP_STATIC, train_step_fn
+        from jaxrlvr.train.step import TRAIN_STEP_STATIC
 
         if set(static) != set(TRAIN_STEP_STATIC):
             raise TypeError(f"train_step needs exactly the static arguments {TRAIN_STEP_STATIC}, got {sorted(static)}")
         self.check_rows(static["micro_batch"], "train.micro_batch_size")
+        fn, state_sh = self._train_step_jit(state, batch, static)
+        state = conform(state, state_sh)
+        batch = conform(batch, self.batch)
+        with self.context():
+            return fn(state, batch, conform(rng, self.replicated))
+
+    def lower_train_step(self, state, batch, rng, **static):
+        """``jit(...).lower`` of the sharded train step on abstract arguments (memory planning)."""
+        fn, _ = self._train_step_jit(state, batch, static)
+        with self.context():
+            return fn.lower(state, batch, rng)
+
+    def _train_step_jit(self, state, batch, static):
+        """(the jitted ``train_step_fn`` with explicit shardings and donated state, the state's shardings),
+        cached per state / batch structure and static arguments."""
+        from jaxrlvr.train.step import train_step_fn
+
         key = ("train_step", jax.tree.structure(state), jax.tree.structure(batch), tuple(sorted(static.items())))
-        fn = self._cache.get(key)
-        if fn is None:
+        hit = self._cache.get(key)
+        if hit is None:
             state_sh = self.state_shardings(state, static["tx"])
             fn = jax.jit(
                 functools.partial(train_step_fn, **static),
@@ -475,25 +492,8 @@ class Placement:
                 out_shardings=(state_sh, self.replicated),
                 donate_argnums=0,
             )
-            self._cache[key] = fn
-        state = conform(state, self.state_shardings(state, static["tx"]))
-        batch = conform(batch, self.batch)
-        with self.context():
-            return fn(state, batch, conform(rng, self.replicated))
-
-    def lower_train_step(self, state, batch, rng, **static):
-        """``jit(...).lower`` of the sharded train step on abstract arguments (memory planning)."""
-        from jaxrlvr.train.step import train_step_fn
-
-        state_sh = self.state_shardings(state, static["tx"])
-        fn = jax.jit(
-            functools.partial(train_step_fn, **static),
-            in_shardings=(state_sh, self.batch, self.replicated),
-            out_shardings=(state_sh, self.replicated),
-            donate_argnums=0,
-        )
-        with self.context():
-            return fn.lower(state, batch, rng)
+            hit = self._cache[key] = (fn, state_sh)
+        return hit
 
     def score_tokens(self, model_cfg, params, input_ids_BS, attention_mask_BS, **static):
         """``train.step.score_tokens_fn`` on this mesh (same signature as ``train.step.score_tokens``):
@@ -712,9 +712,8 @@ def generate(
     Weights are converted to the sampler's layout on the mesh (:meth:`Placement.sampler_params`);
     prompts, the loop state and the KV cache are sharded over rows (and the cache over K/V heads); the
     decode loop runs on the devices with the cache donated; the outputs come back replicated."""
-    from jaxrlvr.sampling import InferenceParams, Sampler, SamplingParams
+    from jaxrlvr.sampling import InferenceParams
     from jaxrlvr.sampling import sampler as sampler_mod
-    from jaxrlvr.sampling.prng import seed_key
 
     if config != pl.model_cfg:
         pl = placement(pl.mesh, config, pl.rules)
@@ -741,39 +740,30 @@ def generate(
             seed=seed,
             **sampler_kwargs,
         )
-    if isinstance(eos_ids, int | np.integer):
-        eos_ids = (eos_ids,)
-    eos = tuple(sorted({int(x) for x in eos_ids}))
-    for x in eos:
-        if not 0 <= x < config.vocab_size:
-            raise ValueError(f"eos_ids[] must be in [0, {config.vocab_size}), got {x}")
-    if int(max_new_tokens) < 1 or int(num_samples) < 1:
-        raise ValueError(f"max_new_tokens={max_new_tokens} and num_samples={num_samples} must be >= 1")
-    strategy = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k, greedy=bool(greedy))
-    ids, lengths = sampler_mod.pad_prompts(config, prompts, int(max_new_tokens), int(pad_id))
-    sampler = Sampler(
-        config=config,
-        sampling=strategy,
-        max_new_tokens=int(max_new_tokens),
-        pad_id=int(pad_id),
-        num_samples=int(num_samples),
+    sampler, ids, lengths, key, eos_arr = sampler_mod.setup_call(
+        config,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        greedy=greedy,
+        num_samples=num_samples,
+        eos_ids=eos_ids,
+        pad_id=pad_id,
+        seed=seed,
         **sampler_kwargs,  # e.g. attn_block (default: the sampler's)
     )
-    eos_arr = np.full((sampler_mod.eos_slots(len(eos)),), -1, np.int32)
-    eos_arr[: len(eos)] = eos
     prefill, decode = _sampler_jits(pl, sampler, ids.shape[0], ids.shape[1], eos_arr.shape[0])
     ip = pl.sampler_params(params)
     rows_sh = NamedSharding(pl.mesh, P(_rows_spec(pl.mesh, ids.shape[0])))
     ids, lengths = put((ids, lengths), rows_sh)
-    key, eos_arr = put((seed_key(int(seed)), eos_arr), pl.replicated)
+    key, eos_arr = put((key, eos_arr), pl.replicated)
     with pl.context():
         cache, state = prefill(ip, ids, lengths, key, eos_arr)
         out, cache = decode(ip, cache, state)
     del cache
-    rows = len(prompts) * int(num_samples)
-    if out.tokens.shape[0] == rows:
-        return out
-    return jax.tree.map(lambda x: x[:rows], out)
+    return sampler_mod.real_rows(out, len(prompts) * sampler.num_samples)
 
 
 # ---------------------------------------------------------------------------------------------- multi-host

@@ -412,19 +412,56 @@ def generate(
       ValueError: bad arguments, a token id outside the vocabulary, or a prompt whose length plus
         ``max_new_tokens`` exceeds ``config.max_position_embeddings``.
     """
+    ip = prepare_params(config, params)
+    sampler, ids, lengths, key, eos_arr = setup_call(
+        config,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        greedy=greedy,
+        num_samples=num_samples,
+        eos_ids=eos_ids,
+        pad_id=pad_id,
+        seed=seed,
+        attn_block=attn_block,
+        cpu_kernels=ip.layout == "out_in" and cpu_kernels_usable(config),
+    )
+    return real_rows(sampler(ip, ids, lengths, key, eos_arr), len(prompts) * sampler.num_samples)
+
+
+def setup_call(
+    config: ModelConfig,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens,
+    temperature,
+    top_p,
+    top_k,
+    greedy,
+    num_samples,
+    eos_ids,
+    pad_id,
+    seed,
+    attn_block=64,
+    **sampler_fields,
+) -> tuple[Sampler, np.ndarray, np.ndarray, Array, np.ndarray]:
+    """A :func:`generate` call's arguments, validated (errors name the argument), as the :class:`Sampler`,
+    the bucketed prompts (ids [P', T], lengths [P']), the key and the EOS array. Shared by the mesh
+    placement's ``generate``; ``sampler_fields`` are further :class:`Sampler` fields."""
     n = _as_int("max_new_tokens", max_new_tokens, lo=1)
     g = _as_int("num_samples", num_samples, lo=1)
     v = config.vocab_size
     pad = _as_int("pad_id", pad_id, lo=0, hi=v)
     if isinstance(eos_ids, int | np.integer):
         eos_ids = (eos_ids,)
-    eos = tuple(_as_int("eos_ids[]", e, lo=0, hi=v) for e in eos_ids)
+    eos = sorted({_as_int("eos_ids[]", e, lo=0, hi=v) for e in eos_ids})
     seed = _as_int("seed", seed)
     if attn_block is not None:
         attn_block = _as_int("attn_block", attn_block, lo=1)
     strategy = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k, greedy=bool(greedy))
     ids, lengths = pad_prompts(config, prompts, n, pad)
-    ip = prepare_params(config, params)
     sampler = Sampler(
         config=config,
         sampling=strategy,
@@ -432,15 +469,16 @@ def generate(
         pad_id=pad,
         num_samples=g,
         attn_block=attn_block,
-        cpu_kernels=ip.layout == "out_in" and cpu_kernels_usable(config),
+        **sampler_fields,
     )
-    eos_arr = np.full((eos_slots(len(set(eos))),), -1, np.int32)
-    eos_arr[: len(set(eos))] = sorted(set(eos))
-    out = sampler(ip, ids, lengths, seed_key(seed), eos_arr)
-    rows = len(prompts) * g
-    if out.tokens.shape[0] == rows:
-        return out
-    return jax.tree.map(lambda x: x[:rows], out)
+    eos_arr = np.full((eos_slots(len(eos)),), -1, np.int32)
+    eos_arr[: len(eos)] = eos
+    return sampler, ids, lengths, seed_key(seed), eos_arr
+
+
+def real_rows(out: SampleOutput, rows: int) -> SampleOutput:
+    """``out`` without the rows of the padding prompts (the prompt count is bucketed)."""
+    return out if out.tokens.shape[0] == rows else jax.tree.map(lambda x: x[:rows], out)
 
 
 __all__ = [

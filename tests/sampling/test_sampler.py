@@ -42,14 +42,8 @@ def greedy_free(hf_model, prompts):
     return _gen(config, params, prompts, greedy=True)
 
 
-def test_greedy_matches_transformers_with_eos(hf_model, prompts, greedy_free):
-    model, config, params = hf_model
-    free = greedy_free.tokens
-    # EOS = the token row 0 emits last for the first time (at step j >= 1): row 0 stops inside the budget
-    j = max(k for k in range(1, N) if free[0, k] not in free[0, :k])
-    eos = int(free[0, j])
-    out = _gen(config, params, prompts, greedy=True, eos_ids=(eos,))
-
+def _hf_greedy(model, prompts, eos):
+    """transformers' greedy continuations of the left-padded prompts, padded with PAD to N columns."""
     w = max(map(len, prompts))
     ids = np.full((len(prompts), w), PAD, np.int64)
     mask = np.zeros_like(ids)
@@ -65,19 +59,22 @@ def test_greedy_matches_transformers_with_eos(hf_model, prompts, greedy_free):
             eos_token_id=eos,
             pad_token_id=PAD,
         )[:, w:].numpy()
-    ref = np.pad(ref, ((0, 0), (0, N - ref.shape[1])), constant_values=PAD)
+    return np.pad(ref, ((0, 0), (0, N - ref.shape[1])), constant_values=PAD)
+
+
+def test_greedy_matches_transformers_with_eos(hf_model, prompts, greedy_free):
+    model, config, params = hf_model
+    free = greedy_free.tokens
+    # EOS = the token row 0 emits last for the first time (at step j >= 1): row 0 stops inside the budget
+    j = max(k for k in range(1, N) if free[0, k] not in free[0, :k])
+    eos = int(free[0, j])
+    out = _gen(config, params, prompts, greedy=True, eos_ids=(eos,))
+
+    ref = _hf_greedy(model, prompts, eos)
     np.testing.assert_array_equal(out.tokens, ref)
     assert out.lengths[0] == j + 1 and not out.truncated[0]
     # and without EOS, transformers agrees on the full budget
-    with torch.no_grad():
-        ref_free = model.generate(
-            input_ids=torch.tensor(ids),
-            attention_mask=torch.tensor(mask),
-            max_new_tokens=N,
-            do_sample=False,
-            eos_token_id=None,
-            pad_token_id=PAD,
-        )[:, w:].numpy()
+    ref_free = _hf_greedy(model, prompts, None)
     np.testing.assert_array_equal(free, ref_free)
 
 
