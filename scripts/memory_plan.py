@@ -42,6 +42,7 @@ if _peek("--backend", "cpu") == "cpu":
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 
 from absl import app, flags  # noqa: E402
@@ -72,7 +73,6 @@ def main(argv):
 
     logging.set_verbosity(logging.ERROR)
     from jaxrlvr import sharding
-    from jaxrlvr.models import ModelConfig
     from jaxrlvr.train import config as config_lib
     from jaxrlvr.train.step import make_optimizer
 
@@ -80,9 +80,11 @@ def main(argv):
     m = c.model
     if m.hf_path:
         raise app.UsageError("memory_plan reads presets only; pass :model=PRESET instead of model.hf_path")
-    model_cfg = ModelConfig.preset(
-        m.preset,
-        dtype=m.dtype,
+    from jaxrlvr.train.loop import build_tokenizer
+
+    vocab = build_tokenizer(c).vocab_size if m.vocab_size == -1 else 0  # -1: the tokenizer's vocabulary
+    model_cfg = dataclasses.replace(  # the model the trainer would build, with this script's overrides
+        config_lib.model_config(c, vocab),
         param_dtype=FLAGS.param_dtype or m.param_dtype,
         remat=FLAGS.remat or m.remat,
     )

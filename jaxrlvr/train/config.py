@@ -208,6 +208,28 @@ def check_resume_config(saved: dict, c: ml_collections.ConfigDict, free=("mesh",
         )
 
 
+def model_config(c, tokenizer_vocab_size: int):
+    """The ``ModelConfig`` of a preset-based ``c.model``: the preset, its size overrides (``hidden_size``,
+    ``intermediate_size``, ``num_layers``, ``num_heads``, ``num_kv_heads``; head_dim follows hidden / heads),
+    ``vocab_size`` (-1: the tokenizer's), dtypes and remat. A vocabulary smaller than the tokenizer's is an
+    error."""
+    from jaxrlvr.models import ModelConfig
+
+    m = c.model
+    over = {k: m[k] for k in ("hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads") if m[k]}
+    if "hidden_size" in over or "num_heads" in over:
+        base = ModelConfig.preset(m.preset)
+        over["head_dim"] = over.get("hidden_size", base.hidden_size) // over.get("num_heads", base.num_heads)
+    if m.vocab_size == -1:
+        over["vocab_size"] = tokenizer_vocab_size
+    elif m.vocab_size:
+        over["vocab_size"] = m.vocab_size
+    cfg = ModelConfig.preset(m.preset, dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat, **over)
+    if cfg.vocab_size < tokenizer_vocab_size:
+        raise ValueError(f"model vocab_size={cfg.vocab_size} is smaller than the tokenizer's {tokenizer_vocab_size}")
+    return cfg
+
+
 def rollout_config(c) -> RolloutConfig:
     d = c.rollout.to_dict()
     d.pop("prompts_per_step")

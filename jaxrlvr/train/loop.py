@@ -48,17 +48,7 @@ def build_model(c, tokenizer, rng) -> tuple[ModelConfig, dict]:
     if m.init_ckpt:
         cfg, params = load_params(m.init_ckpt)
         return dataclasses.replace(cfg, dtype=m.dtype, remat=m.remat), params
-    over = {k: m[k] for k in ("hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads") if m[k]}
-    if "hidden_size" in over or "num_heads" in over:
-        base = ModelConfig.preset(m.preset)
-        over["head_dim"] = over.get("hidden_size", base.hidden_size) // over.get("num_heads", base.num_heads)
-    if m.vocab_size == -1:
-        over["vocab_size"] = tokenizer.vocab_size
-    elif m.vocab_size:
-        over["vocab_size"] = m.vocab_size
-    cfg = ModelConfig.preset(m.preset, dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat, **over)
-    if cfg.vocab_size < tokenizer.vocab_size:
-        raise ValueError(f"model vocab_size={cfg.vocab_size} is smaller than the tokenizer's {tokenizer.vocab_size}")
+    cfg = config_lib.model_config(c, tokenizer.vocab_size)
     return cfg, init_params(cfg, rng)
 
 
