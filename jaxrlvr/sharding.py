@@ -717,32 +717,7 @@ def generate(
 
     if config != pl.model_cfg:
         pl = placement(pl.mesh, config, pl.rules)
-    if (
-        pl.mesh.size == 1
-        and pl.mesh.devices.flat[0] == jax.devices()[0]
-        and not isinstance(params, InferenceParams)
-        and sampler_mod.cpu_kernels_usable(config)
-    ):  # one CPU device: the single-device sampler with the CPU decode kernel (docs/sampler.md)
-        from jaxrlvr.sampling import generate as generate_one
-
-        return generate_one(
-            config,
-            params,
-            prompts,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
-            greedy=greedy,
-            num_samples=num_samples,
-            eos_ids=eos_ids,
-            pad_id=pad_id,
-            seed=seed,
-            **sampler_kwargs,
-        )
-    sampler, ids, lengths, key, eos_arr = sampler_mod.setup_call(
-        config,
-        prompts,
+    call = dict(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         top_p=top_p,
@@ -754,6 +729,16 @@ def generate(
         seed=seed,
         **sampler_kwargs,  # e.g. attn_block (default: the sampler's)
     )
+    if (
+        pl.mesh.size == 1
+        and pl.mesh.devices.flat[0] == jax.devices()[0]
+        and not isinstance(params, InferenceParams)
+        and sampler_mod.cpu_kernels_usable(config)
+    ):  # one CPU device: the single-device sampler with the CPU decode kernel (docs/sampler.md)
+        from jaxrlvr.sampling import generate as generate_one
+
+        return generate_one(config, params, prompts, **call)
+    sampler, ids, lengths, key, eos_arr = sampler_mod.setup_call(config, prompts, **call)
     prefill, decode = _sampler_jits(pl, sampler, ids.shape[0], ids.shape[1], eos_arr.shape[0])
     ip = pl.sampler_params(params)
     rows_sh = NamedSharding(pl.mesh, P(_rows_spec(pl.mesh, ids.shape[0])))
