@@ -74,6 +74,7 @@ def main(argv):
     logging.set_verbosity(logging.ERROR)
     from jaxrlvr import sharding
     from jaxrlvr.train import config as config_lib
+    from jaxrlvr.train.memory import train_step_memory
     from jaxrlvr.train.step import make_optimizer
 
     c = _CONFIG.value
@@ -105,7 +106,7 @@ def main(argv):
     opt_dtype = jnp.dtype(FLAGS.opt_dtype) if FLAGS.opt_dtype else None
     tried, chosen = [], None
     for mb in candidates:
-        r = sharding.train_step_memory(
+        r = train_step_memory(
             pl,
             algo_cfg=algo_cfg,
             tx=tx,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxrlvr.algos.stages import ema  # noqa: F401 (re-exported: the stage detector owns the smoothing)
+
 
 def _bool(x) -> np.ndarray:
     return np.asarray(x) != 0
@@ -27,32 +29,6 @@ def masked_mean(x_BT, mask_BT) -> float:
     if n == 0:
         return float("nan")
     return float(np.where(m, np.asarray(x_BT, np.float64), 0.0).sum() / n)
-
-
-def ema(values, beta: float = 0.6) -> np.ndarray:
-    """Exponential moving average, as the papers smooth training curves (beta = 0.6):
-    ``s_0 = x_0``, ``s_t = beta * s_{t-1} + (1 - beta) * x_t``.
-
-    A NaN (or None) input is skipped: ``s_t = s_{t-1}`` (NaN until the first finite value). Same rule as
-    the trainer's plots (``jaxrlvr.train.plots.ema``).
-
-    Args:
-      values: [N] sequence of floats (None allowed).
-      beta: smoothing weight in [0, 1); 0 is no smoothing.
-
-    Returns:
-      [N] float64.
-    """
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
-    x = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64).reshape(-1)
-    out = np.empty_like(x)
-    acc = np.nan
-    for i, v in enumerate(x):
-        if np.isfinite(v):
-            acc = v if not np.isfinite(acc) else beta * acc + (1.0 - beta) * v
-        out[i] = acc
-    return out
 
 
 def entropy_by_outcome(entropy_BT, mask_BT, positive_B) -> dict[str, float]:

@@ -14,10 +14,8 @@ import dataclasses
 import os
 import pathlib
 
-import jax
-
 from jaxrlvr.models import ModelConfig
-from jaxrlvr.models import checkpoint as model_ckpt
+from jaxrlvr.runs import load_params  # noqa: F401 (re-exported: the run layout is read in jaxrlvr.runs)
 
 
 class RunCheckpointer:
@@ -58,44 +56,3 @@ class RunCheckpointer:
 
     def close(self):
         self.manager.close()
-
-
-def _latest_step_dir(ckpt_dir: pathlib.Path) -> pathlib.Path:
-    steps = sorted((int(p.name), p) for p in ckpt_dir.iterdir() if p.is_dir() and p.name.isdigit())
-    if not steps:
-        raise FileNotFoundError(f"no step folders in {ckpt_dir}")
-    return steps[-1][1]
-
-
-def load_params(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
-    """(ModelConfig, params) from a run workdir / checkpoints folder / step folder / conversion output."""
-    import orbax.checkpoint as ocp
-
-    from jaxrlvr.models import abstract_params
-
-    path = pathlib.Path(path).absolute()
-    if (path / model_ckpt.CONFIG_FILE).is_file():
-        return model_ckpt.load_params(path)
-    if (path / "checkpoints").is_dir():
-        path = path / "checkpoints"
-    if not (path / "state").is_dir() and path.is_dir():
-        path = _latest_step_dir(path)
-    if not (path / "model").exists() or not (path / "state").is_dir():
-        raise FileNotFoundError(f"{path} is neither a jaxrlvr run checkpoint nor a model checkpoint")
-    with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as c:
-        model_cfg = ModelConfig(**c.restore(path / "model"))
-    target = {"params": abstract_params(model_cfg)}
-    # Onto this process's first device, whatever mesh (or number of processes) wrote the checkpoint.
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    with ocp.PyTreeCheckpointer() as c:
-        restored = c.restore(
-            path / "state",
-            args=ocp.args.PyTreeRestore(
-                item=target,
-                restore_args=jax.tree.map(
-                    lambda x: ocp.ArrayRestoreArgs(sharding=device, global_shape=x.shape, dtype=x.dtype), target
-                ),
-                partial_restore=True,
-            ),
-        )
-    return model_cfg, restored["params"]

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from jaxrlvr.runs import read_metrics  # noqa: F401 (re-exported; the reader lives with the other run files)
+
 
 def to_python(v):
     if isinstance(v, (np.generic, np.ndarray)) or hasattr(v, "__array__"):
@@ -63,8 +65,3 @@ class MetricsWriter:
         self._f.close()
         if self._tb is not None:
             self._tb.close()
-
-
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The records of a ``metrics.jsonl`` file, in order."""
-    return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines() if line.strip()]

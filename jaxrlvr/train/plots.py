@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import pathlib
 
-from jaxrlvr.train.metrics import read_metrics
-
-
-def ema(values, beta: float = 0.6):
-    out, acc = [], None
-    for v in values:
-        if v is None:
-            out.append(acc)
-            continue
-        acc = v if acc is None else beta * acc + (1 - beta) * v
-        out.append(acc)
-    return out
+from jaxrlvr.algos.stages import ema
+from jaxrlvr.runs import read_metrics
 
 
 def plot_run(workdir: str | pathlib.Path) -> list[pathlib.Path]:

@@ -1,12 +1,15 @@
 """Supervised fine-tuning (cross-entropy on response tokens): the cold-start warm start before RL.
 
-``sft_step`` is one pure jitted update; ``pack_examples`` turns (prompt ids, response ids) pairs into a
-right-padded batch whose loss mask covers the response tokens (and the EOS that ends them) only.
+``run_sft`` runs the warm start of the synthetic source; ``sft_step`` is one pure jitted update;
+``pack_examples`` turns (prompt ids, response ids) pairs into a right-padded batch whose loss mask covers the
+response tokens (and the EOS that ends them) only.
 """
 
 from __future__ import annotations
 
 import functools
+import random
+import time
 from collections.abc import Sequence
 
 import jax
@@ -14,7 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxrlvr.data import synthetic
 from jaxrlvr.models import ModelConfig, hidden_states, token_logprobs_and_entropy
+from jaxrlvr.train.step import OptimConfig, make_optimizer
 
 
 def pack_examples(
@@ -62,3 +67,39 @@ def sft_step(config: ModelConfig, tx: optax.GradientTransformation, params, opt_
     )
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
+
+
+def run_sft(c, model_cfg, params, tokenizer, train_rows, log=print):
+    """Cross-entropy warm start on the noisy teacher's worked solutions (synthetic source)."""
+    s = c.sft
+    tx = make_optimizer(
+        OptimConfig(
+            lr=s.lr,
+            warmup_steps=min(50, s.steps // 10),
+            schedule="cosine",
+            total_steps=s.steps,
+            min_lr_ratio=0.1,
+            weight_decay=0.0,
+        )
+    )
+    opt_state = tx.init(params)
+    rng = random.Random(f"sft:{c.seed}")
+    t0 = time.time()
+    loss = float("nan")
+    for i in range(s.steps):
+        rows = [train_rows[rng.randrange(len(train_rows))] for _ in range(s.batch_size)]
+        sols = [
+            tokenizer.encode(synthetic.noisy_solution(r, rng, step_error=s.step_error, answer_error=s.answer_error))
+            for r in rows
+        ]
+        batch = pack_examples(
+            [r["prompt_ids"] for r in rows],
+            sols,
+            eos_id=tokenizer.eos_id,
+            pad_id=tokenizer.pad_id,
+            length=s.seq_len,
+        )
+        params, opt_state, loss = sft_step(model_cfg, tx, params, opt_state, batch)
+        if i % max(1, s.steps // 5) == 0 or i == s.steps - 1:
+            log(f"sft step {i + 1}/{s.steps} loss {float(loss):.4f} ({time.time() - t0:.0f}s)")
+    return params

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxrlvr.analysis import DUMP_KEYS, RolloutDump, dump_path, list_dumps, load_run
-from jaxrlvr.train.loop import dump_rollouts
+from jaxrlvr.train.stages import dump_rollouts
 
 from .synthetic import make_dump, make_run
 

@@ -28,7 +28,15 @@ jax.config.update("jax_default_matmul_precision", "highest")
 from jaxrlvr import algos  # noqa: E402
 from jaxrlvr import sharding as S  # noqa: E402
 from jaxrlvr.models import ModelConfig, init_params  # noqa: E402
-from jaxrlvr.train.step import OptimConfig, TrainState, make_optimizer, score_tokens, train_step  # noqa: E402
+from jaxrlvr.train.step import (  # noqa: E402
+    OptimConfig,
+    TrainState,
+    make_optimizer,
+    score_tokens,
+    score_tokens_fn,
+    train_step,
+    train_step_fn,
+)
 
 MESHES = [(8, 1, 1), (1, 8, 1), (1, 4, 2), (2, 2, 2), (1, 2, 4)]  # sampling
 STEP_MESHES = MESHES[:4]  # training (the K/V-replicating (1, 2, 4) placement is checked by test_rules)
@@ -103,9 +111,10 @@ def check_step(out):
         lp, ent = old, old_ent
         if shape in SCORE_MESHES:
             lp, ent = pl.score_tokens(
+                score_tokens_fn,
                 CFG, state.params, b["input_ids"], b["attention_mask"], prompt_len=P, temperature=0.9, micro_batch=MICRO
             )
-        new, m = pl.train_step(state, b, rng, **static)
+        new, m = pl.train_step(train_step_fn, state, b, rng, **static)
         emb = new.params["embed"]["embedding"]
         res[str(shape)] = {
             "loss": abs(float(m["loss"]) - ref["loss"]),

@@ -129,7 +129,7 @@ def test_unknown_config_key_is_an_error():
 
 def test_position_shaping_auto_start_follows_the_stage_detector():
     from configs import position_shaping
-    from jaxrlvr.train.loop import _position_active
+    from jaxrlvr.train.controllers import position_active as _position_active
 
     c = position_shaping.get_config("smoke,auto")
     assert c.train.position_auto and tuple(c.train.position_window) == (1, 1)

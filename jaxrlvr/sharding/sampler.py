@@ -1,0 +1,186 @@
+"""The sampler on a mesh: decoding weights replicated over ``data`` and ``fsdp`` (split over ``tensor``), the
+KV cache and loop state sharded over rows (and the cache over K/V heads), prefill and decode jitted with
+those shardings; :func:`generate` has :func:`jaxrlvr.sampling.generate`'s arguments and results."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxrlvr.models import ModelConfig, abstract_params
+from jaxrlvr.sharding.mesh import BATCH_AXES, MeshError, batch_divisor, replicated
+from jaxrlvr.sharding.placement import Placement, placement
+from jaxrlvr.sharding.transfer import put
+
+
+def _tensor_dim(shape, nt: int) -> int | None:
+    """The dimension of a 2-D weight split over a tensor axis of size ``nt``: the larger divisible one."""
+    if nt == 1 or len(shape) != 2:
+        return None
+    for d in sorted(range(2), key=lambda d: -shape[d]):
+        if shape[d] % nt == 0:
+            return d
+    return None
+
+
+def sampler_param_shardings(mesh: Mesh, model_cfg: ModelConfig, ip=None):
+    """Shardings of the sampler's ``InferenceParams``: every weight replicated over ``data`` and ``fsdp``
+    (decoding reads all weights every step; gathering FSDP shards per token would dominate). With a
+    ``tensor`` axis > 1 each 2-D weight is split over it along its larger divisible dimension (the
+    vocabulary of embedding / LM head, the wide side of each kernel); vectors stay replicated."""
+    if ip is None:
+        from jaxrlvr.sampling import inference
+
+        ip = jax.eval_shape(functools.partial(inference.prepare_params, model_cfg), abstract_params(model_cfg))
+    nt = mesh.shape["tensor"]
+
+    def one(x):
+        d = _tensor_dim(x.shape, nt)
+        spec = [None] * len(x.shape)
+        if d is not None:
+            spec[d] = "tensor"
+        return NamedSharding(mesh, P(*spec))
+
+    return jax.tree.map(one, ip)
+
+
+def _rows_spec(mesh: Mesh, rows: int):
+    return BATCH_AXES if rows % batch_divisor(mesh) == 0 else None
+
+
+def cache_shardings(mesh: Mesh, model_cfg: ModelConfig, cache):
+    """The sampler's KV cache (leaves ``[B, KV, ...]``): rows over ``('data', 'fsdp')`` and K/V heads over
+    ``tensor`` when the head count divides (Qwen2.5 0.5B-3B have 2 K/V heads: replicated on tensor > 2)."""
+    nt = mesh.shape["tensor"]
+
+    def one(x):
+        b, kv = x.shape[0], x.shape[1]
+        if kv != model_cfg.num_kv_heads:
+            raise MeshError(f"cache leaf {x.shape}: expected [B, KV={model_cfg.num_kv_heads}, ...]")
+        heads = "tensor" if nt > 1 and kv % nt == 0 else None
+        return NamedSharding(mesh, P(_rows_spec(mesh, b), heads))
+
+    return jax.tree.map(one, cache)
+
+
+def _rows_shardings(mesh: Mesh, tree, rows: int):
+    """Leaves with ``rows`` leading rows sharded over the batch axes (when divisible), others replicated."""
+
+    def one(x):
+        if len(x.shape) >= 1 and x.shape[0] == rows:
+            return NamedSharding(mesh, P(_rows_spec(mesh, rows)))
+        return replicated(mesh)
+
+    return jax.tree.map(one, tree)
+
+
+def _sampler_jits(pl: Placement, sampler, p: int, t: int, e: int):
+    from jaxrlvr.sampling import sampler as sampler_mod
+    from jaxrlvr.sampling.prng import seed_key
+
+    key = ("sampler", sampler, p, t, e)
+    hit = pl._cache.get(key)
+    if hit is not None:
+        return hit
+    mesh = pl.mesh
+    ip_abs = jax.eval_shape(
+        functools.partial(sampler_mod.inference.prepare_params, sampler.config), abstract_params(sampler.config)
+    )
+    ip_sh = sampler_param_shardings(mesh, sampler.config, ip_abs)
+    ids = jax.ShapeDtypeStruct((p, t), jnp.int32)
+    lens = jax.ShapeDtypeStruct((p,), jnp.int32)
+    eos = jax.ShapeDtypeStruct((e,), jnp.int32)
+    rng = jax.eval_shape(lambda: seed_key(0))
+    cache_abs, state_abs = jax.eval_shape(
+        lambda *a: sampler_mod.Sampler.prefill_impl(sampler, *a), ip_abs, ids, lens, rng, eos
+    )
+    b = p * sampler.num_samples
+    cache_sh = cache_shardings(mesh, sampler.config, cache_abs)
+    state_sh = _rows_shardings(mesh, state_abs, b)
+    in_rows = NamedSharding(mesh, P(_rows_spec(mesh, p)))
+    rep = replicated(mesh)
+    platform = mesh.devices.flat[0].platform
+    opts = None
+    if hasattr(sampler_mod, "compiler_options") and not getattr(sampler_mod, "_OPTIONS_REJECTED", False):
+        opts = sampler_mod.compiler_options(sampler.config, platform)  # the sampler's own XLA options
+    prefill = jax.jit(
+        functools.partial(sampler_mod.Sampler.prefill_impl, sampler),
+        in_shardings=(ip_sh, in_rows, in_rows, rep, rep),
+        out_shardings=(cache_sh, state_sh),
+        compiler_options=opts,
+    )
+    decode = jax.jit(
+        functools.partial(sampler_mod.Sampler.decode_impl, sampler),
+        in_shardings=(ip_sh, cache_sh, state_sh),
+        out_shardings=(rep, cache_sh),  # outputs gathered: every process can read every row
+        donate_argnums=1,
+        compiler_options=opts,
+    )
+    pl._cache[key] = (prefill, decode)
+    return prefill, decode
+
+
+def generate(
+    pl: Placement,
+    config: ModelConfig,
+    params,
+    prompts,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    greedy: bool = False,
+    num_samples: int = 1,
+    eos_ids=(),
+    pad_id: int,
+    seed: int,
+    **sampler_kwargs,
+):
+    """:func:`jaxrlvr.sampling.generate` with the placement's mesh: the same arguments and outputs (the
+    rows are bit-for-bit the single-device ones up to floating-point reduction order).
+
+    Weights are converted to the sampler's layout on the mesh (:meth:`Placement.sampler_params`);
+    prompts, the loop state and the KV cache are sharded over rows (and the cache over K/V heads); the
+    decode loop runs on the devices with the cache donated; the outputs come back replicated."""
+    from jaxrlvr.sampling import InferenceParams
+    from jaxrlvr.sampling import sampler as sampler_mod
+
+    if config != pl.model_cfg:
+        pl = placement(pl.mesh, config, pl.rules)
+    call = dict(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        greedy=greedy,
+        num_samples=num_samples,
+        eos_ids=eos_ids,
+        pad_id=pad_id,
+        seed=seed,
+        **sampler_kwargs,  # e.g. attn_block (default: the sampler's)
+    )
+    if (
+        pl.mesh.size == 1
+        and pl.mesh.devices.flat[0] == jax.devices()[0]
+        and not isinstance(params, InferenceParams)
+        and sampler_mod.cpu_kernels_usable(config)
+    ):  # one CPU device: the single-device sampler with the CPU decode kernel (docs/sampler.md)
+        from jaxrlvr.sampling import generate as generate_one
+
+        return generate_one(config, params, prompts, **call)
+    sampler, ids, lengths, key, eos_arr = sampler_mod.setup_call(config, prompts, **call)
+    prefill, decode = _sampler_jits(pl, sampler, ids.shape[0], ids.shape[1], eos_arr.shape[0])
+    ip = pl.sampler_params(params)
+    rows_sh = NamedSharding(pl.mesh, P(_rows_spec(pl.mesh, ids.shape[0])))
+    ids, lengths = put((ids, lengths), rows_sh)
+    key, eos_arr = put((key, eos_arr), pl.replicated)
+    with pl.context():
+        cache, state = prefill(ip, ids, lengths, key, eos_arr)
+        out, cache = decode(ip, cache, state)
+    del cache
+    return sampler_mod.real_rows(out, len(prompts) * sampler.num_samples)

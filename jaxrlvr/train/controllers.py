@@ -1,0 +1,93 @@
+"""What crosses RL steps besides the ``TrainState``: the run's summary, the stage detector's history, the
+data iterator's position (:class:`LoopState`, saved with every checkpoint), and the controllers that set
+the next step's algorithm knobs (shaping windows, Pos-Adv lambda, adaptive entropy coefficient, the stage
+detector that starts position shaping)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from jaxrlvr import algos
+from jaxrlvr.algos.stages import detect_plateau_start
+
+
+@dataclasses.dataclass
+class LoopState:
+    """The loop's host-side state, checkpointed as JSON next to the ``TrainState`` (``extra`` of
+    :class:`jaxrlvr.train.checkpoint.RunCheckpointer`).
+
+    ``stage``: the stage detector's input curves (``entropy``, ``accuracy``: one value per RL step) and the
+    step from which position shaping runs (``plateau_at``, ``None`` until the detector fires).
+    ``data_state``: the prompt stream's iterator state (grain), taken right before each save.
+    """
+
+    summary: dict = dataclasses.field(default_factory=dict)
+    stage: dict = dataclasses.field(default_factory=lambda: {"entropy": [], "accuracy": [], "plateau_at": None})
+    data_state: dict | None = None
+
+    def to_extra(self, step: int) -> dict:
+        return {"step": step, "data_state": self.data_state, "summary": self.summary, "stage": self.stage}
+
+    @classmethod
+    def from_extra(cls, extra: dict) -> LoopState:
+        fresh = cls()
+        return cls(
+            summary=extra.get("summary", {}),
+            stage=extra.get("stage", fresh.stage),
+            data_state=extra.get("data_state"),
+        )
+
+
+def window_active(window, step: int) -> float:
+    """1.0 while ``step`` is in ``[start, start + n)`` for ``window = (start, n)`` (``n < 0``: forever)."""
+    start, n = int(window[0]), int(window[1])
+    return float(step >= start and (n < 0 or step < start + n))
+
+
+def position_active(c, stage: dict, step: int) -> float:
+    """Position shaping's on/off: a fixed window, or (``train.position_auto``) ``position_window[1]`` steps
+    from the step after the stage detector (:func:`jaxrlvr.algos.stages.detect_plateau_start`) first sees
+    the plateau."""
+    if not c.train.position_auto:
+        return window_active(c.train.position_window, step)
+    if stage["plateau_at"] is None:
+        return 0.0
+    return window_active((stage["plateau_at"], c.train.position_window[1]), step)
+
+
+def step_knobs(c, knobs, loop: LoopState, step: int):
+    """The knobs of step ``step`` (host numpy): the state's knobs with the shaping windows' on/off set."""
+    return jax.tree.map(np.asarray, knobs)._replace(
+        ppl_active=np.float32(window_active(c.train.ppl_window, step)),
+        position_active=np.float32(position_active(c, loop.stage, step)),
+    )
+
+
+def advance_knobs(algo_cfg, knobs, *, step: int, num_steps: int, epoch: int, num_epochs: int, entropy: float):
+    """The next step's knobs after step ``step`` (0-based): Pos-Adv lambda schedules and the adaptive entropy
+    coefficient (``algos.advance_step_state``), as host numpy."""
+    knobs = algos.advance_step_state(
+        algo_cfg,
+        jax.tree.map(np.asarray, knobs),
+        step=step + 1,
+        total_steps=num_steps,
+        epoch=epoch,
+        num_epochs=num_epochs,
+        entropy=np.float32(entropy),
+    )
+    return jax.tree.map(np.asarray, knobs)
+
+
+def observe_stage(c, loop: LoopState, step: int, entropy: float, accuracy: float, log) -> None:
+    """Feeds step ``step``'s curves to the stage detector; the first time it sees the plateau (with
+    ``train.position_auto``), position shaping is scheduled from the next step."""
+    loop.stage["entropy"].append(entropy)
+    loop.stage["accuracy"].append(accuracy)
+    if c.train.position_auto and loop.stage["plateau_at"] is None:
+        if detect_plateau_start(loop.stage["entropy"], loop.stage["accuracy"]) is not None:
+            loop.stage["plateau_at"] = step + 1  # position shaping starts with the next step
+            loop.summary["plateau_detected_at_step"] = step + 1
+            log(f"stage detector: plateau reached at step {step + 1}; position shaping starts")

@@ -1,0 +1,241 @@
+"""The stages of one RL step, in data-flow order: rollout (with DAPO dynamic sampling) -> score (old and
+reference log-probs, entropies) -> advantages -> mini-batch updates -> rollout dump -> step metrics.
+
+Each stage is a function of explicit inputs (the :class:`~jaxrlvr.train.setup.RunContext`, the state, the
+step's batch) that returns its outputs; the batch lives on the host (numpy, identical on every process) and
+the placement's jitted functions put it on the mesh. ``train.loop.train`` strings them together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrlvr import algos, sharding
+from jaxrlvr.runs import RolloutDump, dump_path
+from jaxrlvr.train.rollout import concat_rollouts, rollout, select_groups
+from jaxrlvr.train.setup import RunContext, gather_prompt_rows
+from jaxrlvr.train.step import score_tokens_fn, train_step_fn
+
+
+@dataclasses.dataclass(frozen=True)
+class Scored:
+    """The score stage's outputs, host numpy: [B, R] token arrays and the [B] group advantage."""
+
+    old_logp: np.ndarray
+    entropy: np.ndarray
+    adv: np.ndarray
+    adv_group: np.ndarray
+    ref_logp: np.ndarray | None
+
+
+# ---------------------------------------------------------------------------------------------- rollout
+def collect_rollouts(ctx: RunContext, params, stream, seed_base: int) -> tuple[dict, dict]:
+    """Samples and verifies generation batches until ``rollout.prompts_per_step`` groups are kept (DAPO
+    dynamic sampling drops groups whose rewards all agree; at most ``train.max_gen_batches`` batches).
+    Returns (the step's batch: ``prompts_per_step * G`` rows, info: ``gen_batches``, ``zero_std_groups``)."""
+    c, rc = ctx.c, ctx.rc
+    parts, gen_batches, zero_std = [], 0, 0.0
+    need = c.rollout.prompts_per_step
+    first = None
+    while True:
+        rows = gather_prompt_rows(next(stream))  # this process's shard -> the global prompt batch
+        part = rollout(
+            ctx.model_cfg,
+            params,
+            rows,
+            cfg=rc,
+            tokenizer=ctx.tokenizer,
+            score_fn=ctx.score_fn,
+            seed=seed_base + gen_batches,
+            generate_fn=ctx.pl.generate,
+        )
+        gen_batches += 1
+        keep = np.asarray(algos.dynamic_sampling_keep(jnp.asarray(part["rewards"]), rc.group_size))
+        if gen_batches == 1:
+            zero_std = 1.0 - float(keep.mean())
+            first = part
+        if not c.train.dynamic_sampling:
+            parts = [part]
+            break
+        parts.append(select_groups(part, keep, rc.group_size))
+        have = sum(len(p["rewards"]) for p in parts) // rc.group_size
+        if have >= need or gen_batches >= c.train.max_gen_batches:
+            break
+    batch = concat_rollouts(parts)
+    n_groups = len(batch["rewards"]) // rc.group_size
+    if n_groups < need:  # dynamic sampling ran out of generation batches: top up with zero-std groups
+        fill = select_groups(first, np.ones(need, bool), rc.group_size)
+        batch = concat_rollouts([batch, {k: v[: (need - n_groups) * rc.group_size] for k, v in fill.items()}])
+    batch = {k: v[: need * rc.group_size] for k, v in batch.items()}
+    return batch, {"gen_batches": gen_batches, "zero_std_groups": zero_std}
+
+
+# ---------------------------------------------------------------------------------------------- score
+def score_tokens(ctx: RunContext, params, batch: dict):
+    """(log-probs, entropies) [B, R] of the batch's response tokens under ``params`` at the rollout
+    temperature, on the mesh (device arrays, rows sharded)."""
+    return ctx.pl.score_tokens(
+        score_tokens_fn,
+        ctx.model_cfg,
+        params,
+        batch["input_ids"],
+        batch["attention_mask"],
+        prompt_len=ctx.rc.max_prompt_len,
+        temperature=ctx.rc.temperature,
+        micro_batch=ctx.c.train.micro_batch_size,
+    )
+
+
+def score_and_shape(ctx: RunContext, state, batch: dict, knobs) -> Scored:
+    """Old log-probs and entropies (the policy that sampled), the shaped advantages (group advantages then
+    the enabled shaping chain, ``algos.shape_advantages``) and, with a KL term, the reference log-probs."""
+    old_logp, old_ent = score_tokens(ctx, state.params, batch)
+    adv, aux = ctx.pl.shape_advantages(ctx.algo_cfg, batch["rewards"], old_logp, batch["mask"], knobs)
+    ref_logp = None
+    if state.ref_params is not None:
+        ref_logp, _ = score_tokens(ctx, state.ref_params, batch)
+    old_logp, old_ent, adv, adv_group, ref_logp = sharding.to_host((old_logp, old_ent, adv, aux["adv_B"], ref_logp))
+    return Scored(old_logp=old_logp, entropy=old_ent, adv=adv, adv_group=adv_group, ref_logp=ref_logp)
+
+
+# ---------------------------------------------------------------------------------------------- update
+def update_policy(ctx: RunContext, state, batch: dict, scored: Scored, *, step: int, step_key):
+    """``train.ppo_epochs`` passes over the batch in mini-batches of ``train.mini_batch_prompts * G`` rows
+    (shuffled per epoch when ``train.shuffle_minibatches``), one jitted update each. Returns (state, the
+    updates' metrics averaged, how many updates were skipped as non-finite, how many ran)."""
+    c = ctx.c
+    full = {
+        "input_ids": batch["input_ids"],
+        "attention_mask": batch["attention_mask"],
+        "old_logp": scored.old_logp,
+        "adv": scored.adv,
+        "mask": batch["mask"],
+        "truncated": batch["truncated"],
+    }
+    if scored.ref_logp is not None:
+        full["ref_logp"] = scored.ref_logp
+    b = batch["input_ids"].shape[0]
+    rows_per_mini = c.train.mini_batch_prompts * ctx.rc.group_size
+    metrics = []
+    for epoch in range(c.train.ppo_epochs):
+        order = np.arange(b)
+        if c.train.shuffle_minibatches:
+            order = np.random.default_rng([c.seed, step, epoch]).permutation(b)
+        for j in range(b // rows_per_mini):
+            idx = order[j * rows_per_mini : (j + 1) * rows_per_mini]
+            mb = {k: v[idx] for k, v in full.items()}
+            rng = jax.random.fold_in(step_key, epoch * 10_000 + j)
+            state, m = ctx.pl.train_step(
+                train_step_fn,
+                state,
+                mb,
+                rng,
+                model_cfg=ctx.model_cfg,
+                algo_cfg=ctx.algo_cfg,
+                tx=ctx.tx,
+                prompt_len=ctx.rc.max_prompt_len,
+                temperature=ctx.rc.temperature,
+                micro_batch=c.train.micro_batch_size,
+                lr_fn=ctx.lr_fn,
+            )
+            metrics.append(m)
+    upd = {k: float(np.mean([float(m[k]) for m in metrics])) for k in metrics[0]}
+    skipped = int(sum(float(m["skipped"]) for m in metrics))
+    return state, upd, skipped, len(metrics)
+
+
+# ---------------------------------------------------------------------------------------------- dumps
+def dump_rollouts(workdir, step, batch, *, prompt_len, group_size, old_logp, entropy, adv, adv_group, new_logp):
+    """Saves the batch a step trained on to ``rollouts/step_NNNNNN.npz`` (+ ``.texts.json``,
+    ``.answers.json``) in the format of :class:`jaxrlvr.runs.RolloutDump` (documented there):
+    ``old_logp`` is the rollout policy at the rollout temperature, ``adv`` the shaped advantage,
+    ``adv_group`` the group advantage before shaping, ``new_logp`` the same tokens after the step's updates."""
+    dump = RolloutDump(
+        step=int(step),
+        group_size=int(group_size),
+        prompt_ids=batch["input_ids"][:, :prompt_len],
+        prompt_mask=batch["attention_mask"][:, :prompt_len],
+        tokens=batch["tokens"],
+        mask=batch["mask"],
+        old_logp=np.asarray(old_logp),
+        entropy=np.asarray(entropy),
+        adv=np.asarray(adv),
+        new_logp=np.asarray(new_logp),
+        rewards=batch["rewards"],
+        correct=batch["correct"],
+        adv_group=np.asarray(adv_group),
+        lengths=batch["lengths"],
+        truncated=batch["truncated"],
+        texts=[str(t) for t in batch["texts"]],
+        answers=[str(a) for a in batch["answers"]],
+    )
+    return dump.save(dump_path(workdir, step))
+
+
+def dump_stage(ctx: RunContext, state, batch: dict, scored: Scored, step: int) -> None:
+    """Every ``train.dump_rollouts_every`` steps: re-scores the batch under the updated params (every
+    process takes part) and process 0 writes the dump."""
+    every = ctx.c.train.dump_rollouts_every
+    if not every or (step + 1) % every:
+        return
+    new_logp, _ = score_tokens(ctx, state.params, batch)
+    new_logp = sharding.to_host(new_logp)
+    if ctx.main:
+        dump_rollouts(
+            ctx.workdir,
+            step + 1,
+            batch,
+            prompt_len=ctx.rc.max_prompt_len,
+            group_size=ctx.rc.group_size,
+            old_logp=scored.old_logp,
+            entropy=scored.entropy,
+            adv=scored.adv,
+            adv_group=scored.adv_group,
+            new_logp=new_logp,
+        )
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def masked_mean(x, m) -> float:
+    m = np.asarray(m, np.float64)
+    return float((np.asarray(x, np.float64) * m).sum() / max(m.sum(), 1.0))
+
+
+_UPDATE_KEYS = ("loss", "grad_norm", "lr", "clipfrac", "clipfrac_low", "clipfrac_high", "clipfrac_dual")
+_UPDATE_KEYS += ("approx_kl", "kl", "pg_loss")
+
+
+def step_metrics(ctx: RunContext, batch: dict, scored: Scored, upd: dict, info: dict, times: dict) -> dict:
+    """The step's record for ``metrics.jsonl``: rewards, accuracy, lengths, entropy (all / positive /
+    negative samples), log-PPL, dynamic-sampling counts, the updates' averaged metrics and timings."""
+    pos = np.asarray(batch["correct"], bool)  # positive samples = verified correct (as in analysis)
+    m_np = np.asarray(batch["mask"])
+    ent = np.asarray(scored.entropy)
+    n_tok = int(m_np.sum())
+    rec = {
+        "reward": float(np.mean(batch["rewards"])),
+        "accuracy": float(np.mean(batch["correct"])),
+        "response_length_mean": float(np.mean(batch["lengths"])),
+        "response_length_max": int(np.max(batch["lengths"])),
+        "response_clip_ratio": float(np.mean(batch["truncated"])),
+        "entropy": masked_mean(ent, m_np),
+        "entropy_pos": masked_mean(ent, m_np * pos[:, None]),
+        "entropy_neg": masked_mean(ent, m_np * (~pos)[:, None]),
+        "log_ppl": float(np.mean(-(np.asarray(scored.old_logp) * m_np).sum(1) / np.maximum(m_np.sum(1), 1))),
+        "zero_std_groups": info["zero_std_groups"],
+        "gen_batches": info["gen_batches"],
+        "skipped_updates": info["skipped_updates"],
+        "time_rollout": times["rollout"],
+        "time_score": times["score"],
+        "time_update": times["update"],
+        "tokens_per_s_rollout": n_tok / max(times["rollout"], 1e-9),
+        "tokens_per_s_update": n_tok * ctx.c.train.ppo_epochs / max(times["update"], 1e-9),
+    }
+    for k in _UPDATE_KEYS:
+        if k in upd:
+            rec[k if k != "kl" else "kl_ref"] = upd[k]
+    return rec
