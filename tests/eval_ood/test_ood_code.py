@@ -216,20 +216,21 @@ def _pids_with_cmdline(marker: bytes) -> list[int]:
 
 
 def _daemon(marker: str) -> str:
-    # the guard is not a boundary: re-importing posix restores fork, setsid and exec
-    return (
-        "    import sys, time\n"
-        "    del sys.modules['posix']\n"
-        "    import posix\n"
-        "    try:\n"
+    # at import time, after the function: the guard is not a boundary, re-importing posix restores fork,
+    # setsid and exec
+    return GOOD + (
+        "import sys, time\n"
+        "del sys.modules['posix']\n"
+        "import posix\n"
+        "try:\n"
+        "    if posix.fork() == 0:\n"
+        "        posix.setsid()\n"
         "        if posix.fork() == 0:\n"
-        "            posix.setsid()\n"
-        "            if posix.fork() == 0:\n"
-        f"                posix.execv('/bin/sleep', ['sleep', {marker!r}])\n"
-        "            posix._exit(0)\n"
-        "    except OSError as e:\n"
-        "        print('NOFORK', e)\n"
-        "    time.sleep(0.3)\n" + GOOD
+        f"            posix.execv('/bin/sleep', ['sleep', {marker!r}])\n"
+        "        posix._exit(0)\n"
+        "except OSError as e:\n"
+        "    print('NOFORK', e)\n"
+        "time.sleep(0.3)\n"
     )
 
 
