@@ -228,29 +228,6 @@ def extract_completion(problem: Mapping[str, Any], response: str, *, style: str 
 # Execution (jaxrlvr.eval.sandbox): the program runs in one process, the tests in another.
 
 
-def run_tests(
-    problem: Mapping[str, Any],
-    completion: str,
-    *,
-    timeout_s: float = 3.0,
-    memory_mb: int = 1024,
-    max_output_chars: int = 2000,
-    python: str | None = None,
-    isolation: str = "auto",
-) -> ExecutionResult:
-    """Runs ``prompt + completion`` as the candidate and the problem's ``check`` against it (see the module
-    docstring of :mod:`jaxrlvr.eval.sandbox`). Passed means every call the test made returned a plain value
-    and ``check`` returned, within ``timeout_s`` seconds of wall-clock time."""
-    _validate_problem(problem, "problem")
-    return _run_checked(
-        problem["prompt"] + completion,
-        problem["prompt"],
-        problem["test"],
-        problem["entry_point"],
-        _options(timeout_s, memory_mb, max_output_chars, python, isolation),
-    )
-
-
 def run_program(
     source: str,
     *,
@@ -261,7 +238,7 @@ def run_program(
     isolation: str = "auto",
 ) -> ExecutionResult:
     """Runs one Python program as a candidate without tests: passed means it ran to its end without an
-    exception within ``timeout_s`` (a status the program could fake: use :func:`run_tests` for verdicts)."""
+    exception within ``timeout_s`` (a status the program could fake: use :func:`check_programs` for verdicts)."""
     return _run_checked(source, "", "", None, _options(timeout_s, memory_mb, max_output_chars, python, isolation))
 
 
@@ -320,7 +297,7 @@ def check_programs(
     memory_mb: int = 1024,
     isolation: str = "auto",
 ) -> list[bool]:
-    """Whether each ``prompt + completion`` passes its problem's tests (see :func:`run_tests`)."""
+    """Whether each ``prompt + completion`` passes its problem's tests (see :mod:`jaxrlvr.eval.sandbox`)."""
     results = check_programs_detailed(
         problems, completions, timeout_s=timeout_s, workers=workers, memory_mb=memory_mb, isolation=isolation
     )

@@ -12,8 +12,9 @@ Three processes per run (see ``docs/ood_eval.md`` for the threat model):
   ``frozenset``): no object of the program's own, so no ``__eq__`` that always answers True, ever reaches
   the test. The checker is a child subreaper: when the run ends it kills the candidate's process group and
   then every process that was re-parented to it (a ``setsid`` double-fork daemon included);
-- the **candidate** (``python -I -B``) runs the untrusted program (prompt + completion; never the test) and
-  then serves calls of its entry point. Its exit status and its output mean nothing to the verdict.
+- the **candidate** (``python -I -S -B``, site-packages on ``sys.path``) runs the untrusted program
+  (prompt + completion; never the test) and then serves calls of its entry point. Its exit status and its
+  output mean nothing to the verdict.
 
 Isolation of the candidate, chosen once per interpreter at first use (:func:`isolation_mode`):
 
@@ -22,14 +23,16 @@ Isolation of the candidate, chosen once per interpreter at first use (:func:`iso
   private ``tmpfs`` on ``/tmp`` (its working directory) and empty read-only ones on ``/run`` and ``/var/run``,
   sets ``no_new_privs`` and drops every capability; it is PID 1 of its namespace, so every process it starts
   dies with it, and it has only a loopback interface that is down (no network at all). Detected by running a
-  probe program that must fail to write ``/``, fail to connect to 127.0.0.1 and be PID 1.
-- ``"guard"`` (fallback, when ``unshare`` is missing or not permitted): the in-process guard below plus
-  resource limits. It stops accidents and naive code only; a run as root in this mode logs a warning.
+  probe program that must fail to write ``/``, fail to connect to 127.0.0.1, hold no capability and be
+  PID 1 (needs Linux >= 5.12 for ``mount_setattr``).
+- ``"guard"`` (fallback, when ``unshare`` is missing, not permitted or the probe fails): the in-process
+  guard in ``_sandbox_candidate.py`` plus resource limits. It stops accidents and naive code only; a run as
+  root in this mode logs a warning.
 
 In both modes: resource limits (address space, CPU time, file size, no core files, ``RLIMIT_NPROC = 0``
 which binds non-root users and the namespace mode), a minimal environment, stdin from ``/dev/null``, and the
-guard (defence in depth). The guard's verdict-independence does not depend on isolation: the checker and
-the test code live in another process in both modes.
+guard (defence in depth). The verdict does not depend on isolation: the checker and the test code live in
+another process in both modes.
 """
 
 from __future__ import annotations
@@ -71,7 +74,8 @@ class ExecutionResult:
     """Outcome of one run. ``status``: ``passed``, ``failed`` (the program raised while loading, a test
     failed, a call raised or returned something that is not a plain value, the program exited), ``timeout``
     (the wall-clock limit) or ``error`` (the harness itself failed). ``detail``: the checker's reason;
-    ``isolation``: ``"namespace"`` or ``"guard"``."""
+    ``isolation``: ``"namespace"`` or ``"guard"``; ``returncode``: the checker's exit status (the program's
+    own means nothing); ``stdout`` / ``stderr``: the program's prints and tracebacks, and the checker's."""
 
     passed: bool
     status: str

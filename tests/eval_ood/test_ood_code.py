@@ -194,7 +194,7 @@ def test_forged_passes_fail_in_both_modes():
         assert not forged, (isolation, forged)
         assert results[-1].passed, results[-1]
     assert not os.path.exists("/tmp/jaxrlvr-forged")
-    r = code.run_tests(P0, _FORGERIES["raw_frame"])
+    r = code.check_programs_detailed([P0], [_FORGERIES["raw_frame"]])[0]
     assert r.status == "failed" and "not a plain value" in r.detail
 
 
@@ -297,8 +297,16 @@ def test_namespace_isolation_stops_escapes(tmp_path):
         shutil.rmtree(outside)
 
 
-def test_isolation_choice_and_root_warning(caplog):
+def test_isolation_choice_and_root_warning(caplog, monkeypatch):
     assert code.isolation_mode() in ("namespace", "guard")
+    # a machine without unshare: detection falls back to the guard, and says why when namespaces are asked for
+    monkeypatch.setattr(code.sandbox, "_NAMESPACE_PREFIXES", (("jaxrlvr-no-such-unshare", "--"),))
+    monkeypatch.setattr(code.sandbox, "_MODE_CACHE", {})
+    assert code.isolation_mode() == "guard"
+    with pytest.raises(RuntimeError, match="not available here: jaxrlvr-no-such-unshare: .*not found"):
+        code.check_programs([P0], [GOOD], isolation="namespace")
+    assert code.check_programs_detailed([P0], [GOOD])[0].isolation == "guard"
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="isolation"):
         code.check_programs([P0], [GOOD], isolation="docker")
     if not NAMESPACES:
