@@ -198,6 +198,18 @@ def test_forged_passes_fail_in_both_modes():
     assert r.status == "failed" and "not a plain value" in r.detail
 
 
+def test_results_are_compared_by_value():
+    # what compared equal in the original harness still does: numpy values, subclasses of builtin types
+    pytest.importorskip("numpy")
+    body = "any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])"
+    honest = [
+        f"    import numpy as np\n    return np.bool_({body})\n",
+        f"    import numpy as np\n    return np.array({body})\n",
+        f"    class B(int):\n        pass\n    return B({body})\n",
+    ]
+    assert code.check_programs([P0] * len(honest), honest) == [True] * len(honest)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Isolation
 
