@@ -165,12 +165,12 @@ _TRAINER = textwrap.dedent(
     """
     import threading, time
     from jaxrlvr.rewards import VerifierPool
-    pool = VerifierPool(2)
-    assert [r.equal for r in pool.check([("1/2", ["0.5"]), ("3", ["x"])])] == [True, False]  # both started
+    pool = VerifierPool(1)
+    assert [r.equal for r in pool.check([("1/2", ["0.5"])])] == [True]  # the worker is up
     # one worker busy in C code far beyond any deadline (a huge integer power), from a short-lived thread
     t = threading.Thread(target=pool.check, args=([("10^{10^{10^{10}}}", ["10"])],), kwargs={"timeout_s": 600})
     t.start()
-    time.sleep(1.0)
+    time.sleep(0.5)
     print("STARTED", flush=True)
     time.sleep(600)
     """
