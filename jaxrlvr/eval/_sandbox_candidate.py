@@ -12,7 +12,25 @@ from __future__ import annotations
 import sys
 
 
-def _jaxrlvr_isolate():
+def _jaxrlvr_remount_each_read_only(libc, check):
+    """Kernels before 5.12 (no ``mount_setattr``): remount every mount point read-only, one by one, keeping
+    its other per-mount flags (a user namespace may not clear them)."""
+    flag_bits = {"nosuid": 2, "nodev": 4, "noexec": 8, "noatime": 1 << 10, "nodiratime": 1 << 11, "relatime": 1 << 21}
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split() for line in f]
+    done = set()
+    for fields in mounts:
+        point = fields[4].encode().decode("unicode_escape").encode("latin-1")  # octal escapes such as \040
+        if point in done:
+            continue
+        done.add(point)
+        flags = 32 | 4096 | 1  # MS_REMOUNT | MS_BIND | MS_RDONLY
+        for opt in fields[5].split(","):
+            flags |= flag_bits.get(opt, 0)
+        check(libc.mount(None, point, None, flags, None), f"remount {point!r} read-only")
+
+
+def _jaxrlvr_isolate(remount_each=False):
     import ctypes
     import os
     import struct
@@ -27,7 +45,10 @@ def _jaxrlvr_isolate():
     ms_rdonly, ms_nosuid, ms_nodev, ms_noexec, ms_rec, ms_private = 1, 2, 4, 8, 1 << 14, 1 << 18
     check(libc.mount(None, b"/", None, ms_rec | ms_private, None), "mount --make-rprivate /")
     attr = struct.pack("QQQQ", 1, 0, 0, 0)  # struct mount_attr {attr_set = MOUNT_ATTR_RDONLY, ...}
-    check(libc.syscall(442, -100, b"/", 0x8000, attr, len(attr)), "mount_setattr(/, AT_RECURSIVE, RDONLY)")
+    if remount_each or libc.syscall(442, -100, b"/", 0x8000, attr, len(attr)) != 0:
+        if not remount_each and ctypes.get_errno() != 38:  # ENOSYS: an older kernel
+            check(-1, "mount_setattr(/, AT_RECURSIVE, RDONLY)")
+        _jaxrlvr_remount_each_read_only(libc, check)
     check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", ms_nosuid | ms_nodev, b"size=64m,mode=1777"), "tmpfs /tmp")
     for path in ("/run", "/var/run"):
         if os.path.isdir(path) and not os.path.islink(path):
@@ -277,7 +298,7 @@ def _jaxrlvr_main():
     os.close(header["out_fd"])
     try:
         if header["isolate"]:
-            _jaxrlvr_isolate()
+            _jaxrlvr_isolate(header.get("remount_each", False))
     except BaseException as e:
         send(b"X", f"isolation failed: {e}".encode(errors="replace"))
         os._exit(2)

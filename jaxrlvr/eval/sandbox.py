@@ -24,7 +24,7 @@ Isolation of the candidate, chosen once per interpreter at first use (:func:`iso
   sets ``no_new_privs`` and drops every capability; it is PID 1 of its namespace, so every process it starts
   dies with it, and it has only a loopback interface that is down (no network at all). Detected by running a
   probe program that must fail to write ``/``, fail to connect to 127.0.0.1, hold no capability and be
-  PID 1 (needs Linux >= 5.12 for ``mount_setattr``).
+  PID 1 (kernels before 5.12 remount each mount point read-only instead of ``mount_setattr``).
 - ``"guard"`` (fallback, when ``unshare`` is missing, not permitted or the probe fails): the in-process
   guard in ``_sandbox_candidate.py`` plus resource limits. It stops accidents and naive code only; a run as
   root in this mode logs a warning.
@@ -167,8 +167,9 @@ _MODE_LOCK = threading.Lock()
 _WARNED_ROOT = False
 
 
-def _probe(prefix: tuple[str, ...], python: str) -> str:
-    """'' when ``prefix`` isolates a trivial program as promised, else why not."""
+def _probe(prefix: tuple[str, ...], python: str, remount_each: bool = False) -> str:
+    """'' when ``prefix`` isolates a trivial program as promised, else why not. ``remount_each`` takes the
+    path of kernels without ``mount_setattr`` (remounting every mount point read-only one by one)."""
     if shutil.which(prefix[0]) is None:
         return f"{prefix[0]} not found"
     name = "jaxrlvr-isolation-probe-" + secrets.token_hex(8)
@@ -184,6 +185,7 @@ def _probe(prefix: tuple[str, ...], python: str) -> str:
             python=python,
             mode=("namespace", prefix),
             guard=False,
+            remount_each=remount_each,
         )
     finally:
         if os.path.exists("/" + name):  # pragma: no cover - only when isolation is broken
@@ -247,6 +249,7 @@ def _run(
     python: str,
     mode: tuple[str, tuple[str, ...]],
     guard: bool = True,
+    remount_each: bool = False,
 ) -> ExecutionResult:
     isolate = mode[0] == "namespace"
     start = time.monotonic()
@@ -275,6 +278,7 @@ def _run(
             "fsize": _FILE_SIZE_LIMIT,
             "isolate": isolate,
             "guard": guard,
+            "remount_each": remount_each,
             "sys_path": _site_packages(python),
         }
         cfg["candidate_header"] = header  # the checker sends it as the first frame, with the stdout fd
