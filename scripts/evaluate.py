@@ -9,23 +9,15 @@ DIR is a Hugging Face folder (config.json + *.safetensors + tokenizer files) or 
 jaxrlvr run (then pass --config.tokenizer=<folder with tokenizer.json>). Writes per-sample JSONL,
 summary.json and summary.md into --config.out_dir. See docs/rewards_data_eval.md and docs/ood_eval.md.
 A missing file (checkpoint, GPQA data, ...) ends the script with the loader's message (where to put it).
+The installed command ``jaxrlvr-eval`` runs the same code (``jaxrlvr.cli.evaluate``).
 """
 
-from absl import app
-from ml_collections import config_flags
+import pathlib
+import sys
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/eval.py", "evaluation config file", lock_config=True)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/ import their shared presets
 
-
-def main(argv):
-    del argv
-    from jaxrlvr.eval import run_from_config
-
-    try:
-        run_from_config(_CONFIG.value)
-    except FileNotFoundError as e:  # the message names the file and where it is looked for
-        raise SystemExit(f"error: {e}") from None
-
+from jaxrlvr.cli import evaluate  # noqa: E402
 
 if __name__ == "__main__":
-    app.run(main)
+    evaluate()
