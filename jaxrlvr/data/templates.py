@@ -155,24 +155,12 @@ def qwen3_chat(user: str, system: str | None = None, thinking: bool = True) -> s
 
 
 _QWEN3_MATH_USER = "{problem}\n" + BOXED_INSTRUCTION
-register_template(PromptTemplate("llama3_math_cot", kind="plain", user=llama3_chat("{problem}", BOXED_INSTRUCTION)))
-register_template(
-    PromptTemplate(
-        "llama3_dapo",
-        kind="plain",
-        user=llama3_chat(DAPO_PREFIX + "{problem}" + DAPO_SUFFIX),
-        answer_format="answer_line",
-    )
-)
-register_template(PromptTemplate("qwen3_math_cot", kind="plain", user=qwen3_chat(_QWEN3_MATH_USER)))
-register_template(
-    PromptTemplate("qwen3_math_cot_nothink", kind="plain", user=qwen3_chat(_QWEN3_MATH_USER, thinking=False))
-)
-register_template(
-    PromptTemplate(
-        "qwen3_dapo",
-        kind="plain",
-        user=qwen3_chat(DAPO_PREFIX + "{problem}" + DAPO_SUFFIX),
-        answer_format="answer_line",
-    )
-)
+_DAPO_USER = DAPO_PREFIX + "{problem}" + DAPO_SUFFIX
+for _name, _user, _answer_format in (
+    ("llama3_math_cot", llama3_chat("{problem}", BOXED_INSTRUCTION), "boxed"),
+    ("llama3_dapo", llama3_chat(_DAPO_USER), "answer_line"),
+    ("qwen3_math_cot", qwen3_chat(_QWEN3_MATH_USER), "boxed"),
+    ("qwen3_math_cot_nothink", qwen3_chat(_QWEN3_MATH_USER, thinking=False), "boxed"),
+    ("qwen3_dapo", qwen3_chat(_DAPO_USER), "answer_line"),
+):
+    register_template(PromptTemplate(_name, kind="plain", user=_user, answer_format=_answer_format))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from configs import dapo_baseline, demo, entropy_study, position_shaping, ppl_shaping
+from configs import dapo_baseline, demo, entropy_study, llama_revisiting, position_shaping, ppl_shaping
 from jaxrlvr.train.loop import train
 from jaxrlvr.train.metrics import read_metrics
 
@@ -13,6 +13,7 @@ CASES = [
     (position_shaping, "smoke"),
     (position_shaping, "smoke,centred"),
     (position_shaping, "smoke,auto"),
+    (llama_revisiting, "smoke"),  # the tiny Llama architecture (llama3 rope scaling, no biases)
 ] + [
     (entropy_study, f"smoke,{p}")
     for p in (
