@@ -61,14 +61,18 @@ def flax_to_hf(argv=None) -> int:
     """Exports a jaxrlvr checkpoint (model_config.json + params/, or a run's latest step) as a Hugging Face
     folder that ``transformers.AutoModelForCausalLM.from_pretrained`` loads."""
     ap = argparse.ArgumentParser(prog="flax_to_hf", description=flax_to_hf.__doc__)
-    ap.add_argument("--ckpt", required=True, help="jaxrlvr checkpoint folder (model_config.json + params/)")
+    ap.add_argument(
+        "--ckpt",
+        required=True,
+        help="jaxrlvr model checkpoint (model_config.json + params/), run workdir or step folder",
+    )
     ap.add_argument("--out", required=True, help="output Hugging Face folder")
     ap.add_argument("--tokenizer-dir", default=None, help="copy tokenizer files from this folder into --out")
     ap.add_argument("--max-shard-gib", type=float, default=5.0, help="safetensors shard size")
     args = ap.parse_args(argv)
 
-    from jaxrlvr.models.checkpoint import load_params
     from jaxrlvr.models.hf import save_hf_checkpoint
+    from jaxrlvr.runs import load_params  # model checkpoints, run workdirs and their step folders
 
     try:
         cfg, params = load_params(args.ckpt)

@@ -38,7 +38,7 @@ def test_convert_dispatch(tmp_path, capsys):
     assert cli.convert(["hf-to-flax", "--hf-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "checkpoint folder not found" in capsys.readouterr().err
     assert cli.convert(["flax-to-hf", "--ckpt", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
-    assert "not a jaxrlvr model checkpoint" in capsys.readouterr().err
+    assert "no step folders in" in capsys.readouterr().err  # neither a model checkpoint nor a run
 
 
 def test_train_entry_point_finds_the_configs_folder_from_anywhere(tmp_path):
