@@ -15,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from hf_reference import hf_greedy, left_padded, max_logit_error  # noqa: E402  (tests/models/hf_reference.py)
 from safetensors.numpy import load_file  # noqa: E402
 
 from conversion import flax_to_hf, hf_to_flax  # noqa: E402
@@ -51,7 +52,7 @@ def _hf_config(family):
         max_position_embeddings=128,
         rms_norm_eps=1e-5,
     )
-    if family == "llama":  # untied like Llama-3.1-8B; head_dim = hidden / heads = 8... widened to 16 below
+    if family == "llama":  # untied like Llama-3.1-8B; head_dim 16 given explicitly (hidden / heads = 8)
         return transformers.LlamaConfig(
             **common, head_dim=16, tie_word_embeddings=False, rope_theta=10000.0, rope_scaling=LLAMA_ROPE
         )
@@ -76,15 +77,6 @@ def family(request, tmp_path_factory):
     return request.param, model, path, config, params
 
 
-def _left_padded(rows, width):
-    ids = np.full((len(rows), width), PAD, np.int64)
-    mask = np.zeros((len(rows), width), np.int64)
-    for r, row in enumerate(rows):
-        ids[r, width - len(row) :] = row
-        mask[r, width - len(row) :] = 1
-    return ids, mask
-
-
 def test_config_read_from_the_hf_folder(family):
     name, model, _, cfg, params = family
     assert cfg.model_type == name and cfg.head_dim == 16 and cfg.num_kv_heads == 2
@@ -101,15 +93,9 @@ def test_config_read_from_the_hf_folder(family):
 def test_logits_match_transformers(family):
     _, model, _, cfg, params = family
     rng = np.random.default_rng(1)
-    ids, mask = _left_padded([rng.integers(1, VOCAB, n) for n in (40, 7, 23, 1)], 40)
-    pos = np.maximum(np.cumsum(mask, -1) - 1, 0)  # transformers' plain forward numbers columns
-    with torch.no_grad():
-        ref = model(
-            input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), position_ids=torch.tensor(pos)
-        ).logits.numpy()
-    got = np.asarray(forward(cfg, params, jnp.asarray(ids, jnp.int32), jnp.asarray(mask, jnp.int32)))
-    valid = mask.astype(bool)
-    err = np.abs(got[valid] - ref[valid]).max()
+    ids, mask = left_padded([rng.integers(1, VOCAB, n) for n in (40, 7, 23, 1)], 40)
+    got = forward(cfg, params, jnp.asarray(ids, jnp.int32), jnp.asarray(mask, jnp.int32))
+    err = max_logit_error(model, got, ids, mask)
     assert err <= 1e-5, f"max |flax - torch| logit error {err:.2e} on non-padded positions"
 
 
@@ -118,17 +104,7 @@ def test_greedy_sampling_matches_generate(family):
     rng = np.random.default_rng(2)
     prompts = [rng.integers(1, VOCAB, n).tolist() for n in (5, 12, 1, 8)]
     out = generate(cfg, params, prompts, max_new_tokens=N_NEW, greedy=True, eos_ids=(), pad_id=PAD, seed=0)
-    ids, mask = _left_padded(prompts, 12)
-    with torch.no_grad():
-        ref = model.generate(
-            input_ids=torch.tensor(ids),
-            attention_mask=torch.tensor(mask),
-            max_new_tokens=N_NEW,
-            do_sample=False,
-            eos_token_id=None,
-            pad_token_id=PAD,
-        )[:, 12:].numpy()
-    np.testing.assert_array_equal(np.asarray(out.tokens), ref)
+    np.testing.assert_array_equal(np.asarray(out.tokens), hf_greedy(model, prompts, N_NEW, pad=PAD))
 
 
 def test_cli_round_trip_is_bit_identical(family, tmp_path):
