@@ -89,7 +89,8 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 50
-    c.checkpoint.keep = 2
+    c.checkpoint.keep = 2  # the newest checkpoints kept (>= 1)
+    c.checkpoint.checksums = True  # SHA-256 of every checkpoint file, verified on resume (docs/training.md)
 
     c.eval = ml_collections.ConfigDict()
     c.eval.every = 0  # evaluate every K RL steps and at the end (0: never); results go to metrics.jsonl
@@ -169,6 +170,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
         )
     if c.sft.steps < 0 or c.checkpoint.every < 0:
         raise ValueError("sft.steps and checkpoint.every must be >= 0")
+    if c.checkpoint.keep < 1:
+        raise ValueError(
+            f"checkpoint.keep={c.checkpoint.keep}: must be >= 1 (how many of the newest checkpoints are kept; "
+            "with 0 nothing could be resumed)"
+        )
     if c.sft.steps and c.data.source != "synthetic":
         raise ValueError("sft.steps > 0 needs data.source='synthetic' (the noisy teacher writes the targets)")
     if c.eval.every < 0:

@@ -119,7 +119,15 @@ def make_score_fn(c):
     def score_local(texts, golds):
         if not texts:
             return []
-        results = score_batch(texts, golds, workers=c.reward.workers, timeout_s=c.reward.timeout_s)
+        results = score_batch(
+            texts,
+            golds,
+            workers=c.reward.workers,
+            timeout_s=c.reward.timeout_s,
+            # A response is at most rollout.max_new_tokens tokens; no tokenizer's token decodes to more than
+            # ~16 characters of text (our choice, generous): longer input can only be hostile.
+            max_response_chars=16 * c.rollout.max_new_tokens,
+        )
         return [bool(getattr(r, "correct", r)) for r in results]
 
     def score(texts, golds):
