@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from jaxrlvr.analysis.prompts import prompt_entropy_summary
 from jaxrlvr.analysis.shift import probability_shift, top_fraction_mask
 from jaxrlvr.analysis.text import CATEGORIES, classify_units
 
@@ -158,6 +159,7 @@ def vocab_sections(run, *, window: int = 2, fraction: float = 0.2) -> dict:
                 r["text"] = decode(r["id"])
     if decode is not None:
         out["shift_categories"] = top_shift_categories(late, decode, fraction=fraction)
+    out["prompt_entropy"] = prompt_entropy_summary(late)
     return out
 
 
@@ -169,7 +171,7 @@ def vocab_html(v: dict) -> str:
     """The report's section for ``vocab_sections``' result ('' when empty)."""
     if not v:
         return ""
-    parts = ["<h2>Vocabulary-level entropy drop and top-shift token categories</h2>"]
+    parts = ["<h2>Vocabulary-level entropy drop, top-shift token categories, prompt entropy</h2>"]
     d = v.get("entropy_drop")
     if d:
         parts.append(
@@ -200,6 +202,21 @@ def vocab_html(v: dict) -> str:
         head = "<tr><th>category</th><th>top-20% |shift| tokens</th><th>all tokens</th></tr>"
         rows = "".join(
             f"<tr><td>{html.escape(k)}</td><td>{_f(c['top'][k])}</td><td>{_f(c['all'][k])}</td></tr>" for k in c["top"]
+        )
+        parts.append(f"<table>{head}{rows}</table>")
+    pe = v.get("prompt_entropy")
+    if pe:
+        rho = pe["spearman_entropy_accuracy"]
+        parts.append(
+            f"<h3>Prompt-level entropy</h3><p>Dumps {v['late_steps']}, {pe['num_prompts']} prompts: mean "
+            "response entropy per prompt and its spread over the G responses, by group accuracy "
+            f"(Spearman rho(entropy, accuracy) = {_f(rho['rho'])}, p = {_f(rho['p'])}). Our reading of "
+            "Revisiting Entropy App. C.2 / C.3 (jaxrlvr.analysis.prompts).</p>"
+        )
+        head = "<tr><th>prompts</th><th>count</th><th>mean entropy</th><th>spread over G</th></tr>"
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{b['prompts']}</td><td>{_f(b['entropy'])}</td><td>{_f(b['spread'])}</td></tr>"
+            for k, b in pe["buckets"].items()
         )
         parts.append(f"<table>{head}{rows}</table>")
     return "\n".join(parts)

@@ -56,3 +56,21 @@ def test_policy_gradient_covariance_form():
     assert logp_adv_covariance(logp, adv, m) != pytest.approx(want)
     with pytest.raises(ValueError, match="form"):
         logp_adv_covariance(logp, adv, m, form="pg")
+
+
+def test_prompt_entropy_by_group_accuracy():
+    from jaxrlvr.analysis.prompts import prompt_entropy_summary
+
+    # 3 prompts x G=2: solved (low entropy), mixed, unsolved (high entropy)
+    d = _dump(
+        np.zeros((6, 2), int),
+        [[0.1, 0.1], [0.3, 0.3], [1.0, 1.0], [0.5, 0.5], [2.0, 2.0], [2.0, 1.0]],
+        [True, True, True, False, False, False],
+    )
+    d.group_size = 2
+    s = prompt_entropy_summary([d])
+    b = s["buckets"]
+    assert (b["acc=1"]["prompts"], b["0<acc<=0.5"]["prompts"], b["acc=0"]["prompts"]) == (1, 1, 1)
+    assert b["acc=1"]["entropy"] == pytest.approx(0.2) and b["acc=0"]["entropy"] == pytest.approx(1.75)
+    assert b["acc=0"]["spread"] == pytest.approx(0.25)
+    assert s["spearman_entropy_accuracy"]["rho"] == pytest.approx(-1.0)
