@@ -1,6 +1,5 @@
 """Training-data diversity subsets: K-means on the policy's own problem embeddings -> high / low / random."""
 
-import jax
 import numpy as np
 
 from jaxrlvr.analysis.data_diversity import (
@@ -29,24 +28,14 @@ def test_kmeans_finds_separated_blobs_and_subsets_order_by_diversity():
 
 def test_problem_embeddings_from_the_policy_and_written_subsets(tmp_path):
     from jaxrlvr.data import CharTokenizer
-    from jaxrlvr.models import ModelConfig, init_params
+    from tests.eval.test_end_to_end import _tiny_model
 
     tok = CharTokenizer()
-    cfg = ModelConfig(
-        vocab_size=tok.vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_layers=1,
-        num_heads=2,
-        num_kv_heads=1,
-        head_dim=16,
-        max_position_embeddings=64,
-    )
-    params = init_params(cfg, jax.random.key(0))
+    cfg, params = _tiny_model()
     rows = [{"id": i, "problem": p, "answer": "1"} for i, p in enumerate(["1+2", "33+44", "5+6", "777+1", "9+9"])]
     ids = [tok.encode(r["problem"]) for r in rows]
     emb = problem_embeddings(cfg, params, ids, batch=4, pad_id=tok.pad_id)
-    assert emb.shape == (5, 32) and np.isfinite(emb).all()
+    assert emb.shape == (5, cfg.hidden_size) and np.isfinite(emb).all()
     alone = problem_embeddings(cfg, params, ids[1:2], batch=4, pad_id=tok.pad_id)  # padding does not leak in
     np.testing.assert_allclose(alone[0], emb[1], rtol=1e-4, atol=1e-5)
     labels, _ = kmeans(emb, 2, seed=0)

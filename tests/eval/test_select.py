@@ -7,6 +7,7 @@ import pytest
 
 from jaxrlvr.data import CharTokenizer
 from jaxrlvr.eval import EvalConfig, best_step, checkpoint_steps, select_checkpoint
+from tests.eval.test_end_to_end import _tiny_model
 
 TOK = CharTokenizer()
 
@@ -18,19 +19,10 @@ def test_best_step_takes_the_highest_score_and_the_earliest_on_ties():
 
 
 def test_select_checkpoint_evaluates_every_step(tmp_path):
-    from jaxrlvr.models import ModelConfig, init_params
+    from jaxrlvr.models import init_params
     from jaxrlvr.models.checkpoint import save_params
 
-    cfg = ModelConfig(
-        vocab_size=TOK.vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_layers=1,
-        num_heads=2,
-        num_kv_heads=1,
-        head_dim=16,
-        max_position_embeddings=256,
-    )
+    cfg, _ = _tiny_model()
     for step in (0, 5):
         save_params(tmp_path / "run" / "checkpoints" / str(step), cfg, init_params(cfg, jax.random.key(step)))
     bench = tmp_path / "val.jsonl"
