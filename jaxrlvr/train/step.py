@@ -43,18 +43,24 @@ class TrainState:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear warmup then a constant or cosine schedule; global-norm gradient clipping."""
+    """AdamW with linear warmup then a constant or cosine schedule; global-norm gradient clipping.
+
+    ``warmup_steps`` and ``total_steps`` count RL steps (as verl's, e.g. the first paper's "10-step
+    warmup"); the schedule runs over optimizer updates, ``updates_per_step`` per RL step (mini-batches x
+    passes; ``train.config.optim_config`` sets it), so warm-up ends after ``warmup_steps * updates_per_step``
+    updates. With ``updates_per_step = 1`` (SFT, tests) steps and updates coincide."""
 
     lr: float = 1e-6
-    warmup_steps: int = 10
+    warmup_steps: int = 10  # RL steps
     schedule: str = "constant"  # constant | cosine
-    total_steps: int = 1000  # optimizer updates, for the cosine schedule
+    total_steps: int = 1000  # RL steps, the cosine schedule's length
     min_lr_ratio: float = 0.0
     weight_decay: float = 0.01
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
     grad_clip: float = 1.0
+    updates_per_step: int = 1  # optimizer updates per RL step (not a config key: derived from train.*)
 
     def __post_init__(self):
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -63,6 +69,8 @@ class OptimConfig:
             raise ValueError(f"optim.schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.warmup_steps < 0 or self.total_steps <= 0:
             raise ValueError(f"optim.warmup_steps={self.warmup_steps} / total_steps={self.total_steps} invalid")
+        if self.updates_per_step < 1:
+            raise ValueError(f"OptimConfig.updates_per_step must be >= 1, got {self.updates_per_step}")
         if not self.grad_clip > 0:
             raise ValueError(f"optim.grad_clip must be > 0, got {self.grad_clip}")
         for name in ("grad_clip", "weight_decay", "eps", "min_lr_ratio", "b1", "b2"):
@@ -74,16 +82,15 @@ class OptimConfig:
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 (frozen, hashable config; a stable object for jit)
     def schedule_fn(self) -> optax.Schedule:
-        warm = max(self.warmup_steps, 0)
+        warm = max(self.warmup_steps, 0) * self.updates_per_step
+        total = self.total_steps * self.updates_per_step
         if self.schedule == "constant":
             if warm == 0:
                 return optax.constant_schedule(self.lr)
             return optax.join_schedules(
                 [optax.linear_schedule(0.0, self.lr, warm), optax.constant_schedule(self.lr)], [warm]
             )
-        return optax.warmup_cosine_decay_schedule(
-            0.0, self.lr, warm, max(self.total_steps, warm + 1), self.lr * self.min_lr_ratio
-        )
+        return optax.warmup_cosine_decay_schedule(0.0, self.lr, warm, max(total, warm + 1), self.lr * self.min_lr_ratio)
 
 
 @functools.lru_cache(maxsize=64)

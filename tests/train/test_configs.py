@@ -11,7 +11,8 @@ CASES = [
     (ppl_shaping, "smoke"),
     (ppl_shaping, "smoke,inverse"),
     (position_shaping, "smoke"),
-    (position_shaping, "smoke,centred"),
+    (position_shaping, "smoke,paper"),
+    (position_shaping, "smoke,reverse,gamma_ablation"),
     (position_shaping, "smoke,auto"),
     (llama_revisiting, "smoke"),  # the tiny Llama architecture (llama3 rope scaling, no biases)
 ] + [
@@ -34,6 +35,8 @@ CASES = [
         "pos_adv=stage",
         "pos_adv=epoch",
         "pos_adv=entropy",
+        "pos_adv=entropy,offpolicy=2",
+        "clip_higher,offpolicy=4",
     )
 ]
 
