@@ -60,14 +60,17 @@ def run_part(name, path, dry_run, cap_s):
 
     fn = PARTS[name]
     kw = {"save": save} if name in ("sampler", "update") else {}
+    print(f"start ({'dry run, ' if dry_run else ''}cap {cap_s:.0f} s)", flush=True)
     try:
         fn(DRY if dry_run else GPU, out, dry_run, cap_s, **kw)
     except Exception as e:  # recorded; the parent marks the part "error"
         out["error"] = f"{type(e).__name__}: {e}"
         out["traceback"] = traceback.format_exc()[-4000:]
         save()
+        print(out["traceback"], flush=True)
         return 1
     save()
+    print(f"checks: {json.dumps(out.get('checks'))}", flush=True)
     return 0
 
 
@@ -203,8 +206,9 @@ def orchestrate(out_dir: pathlib.Path, names, dry_run: bool, budget_s: float) ->
         "parts": {},
     }
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if dry_run:
+    if dry_run:  # the CPU, and XLA's backend optimisations off: half the compile time; nothing is timed here
         env["JAX_PLATFORMS"] = "cpu"
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
     t_start = time.monotonic()
     json_path = out_dir / "gpu_check.json"
     with open(out_dir / "gpu_check.log", "a") as log, tempfile.TemporaryDirectory() as tmp:

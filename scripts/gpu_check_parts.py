@@ -304,7 +304,8 @@ def part_parity(s: Shapes, out: dict, dry_run: bool, cap_s: float) -> None:
         with torch.no_grad():  # transformers' logits where the two first disagree: a near-tie, or a bug?
             seq = gen[r : r + 1, : w + j].clone()
             att = torch.cat([torch.tensor(mask[r : r + 1], device=device), torch.ones_like(seq[:, w:])], 1)
-            lg = model(input_ids=seq, attention_mask=att).logits[0, -1].float().cpu().numpy()
+            at_pos = (att.cumsum(-1) - 1).clamp(min=0)
+            lg = model(input_ids=seq, attention_mask=att, position_ids=at_pos).logits[0, -1].float().cpu().numpy()
         out["greedy_first_mismatch"] = {
             "row": r,
             "position": j,
@@ -393,6 +394,7 @@ def part_sampler(s: Shapes, out: dict, dry_run: bool, cap_s: float, save=lambda:
             r["continuous"] = {"rows": len(two), "slots": s.slots, "call_s": t, "tokens_per_s": len(two) * n / t}
         out["models"][label] = r
         save()
+        print(f"{label}: decode step {step * 1e3:.3f} ms, {step / bound:.2f}x the bound", flush=True)
         del ip
     out["checks"] = {"ran": True}
 
@@ -470,6 +472,7 @@ def part_update(s: Shapes, out: dict, dry_run: bool, cap_s: float, save=lambda: 
             "skipped": float(m["skipped"]),
         }
         save()
+        print(f"{label}: {tokens / t:,.0f} tokens/s, MFU {flops / t / peak:.1%} of the measured peak", flush=True)
         del state, m, batch
     out["checks"] = {"finite_loss": all(r["loss_finite"] and r["skipped"] == 0 for r in out["models"].values())}
 
