@@ -146,7 +146,7 @@ def summary_markdown(report) -> str:
         lines += [
             "",
             f"Update (bf16 compute, f32 params, full remat; peak bf16 matmul measured "
-            f"{up['peak_bf16_flops_measured'] / 1e12:.0f} TFLOP/s; packed path: "
+            f"{_fmt(up['peak_bf16_flops_measured'] / 1e12)} TFLOP/s; packed path: "
             f"{'yes' if up['packed_path']['available'] else 'not available'})",
             "",
             "| model | rows x tokens | step | tokens/s | MFU (measured peak) | MFU (spec peak) |",
