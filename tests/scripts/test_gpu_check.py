@@ -62,16 +62,6 @@ def test_dry_run_reports_every_part(dry_run):
         assert r["tokens_per_s"] > 0 and r["mfu_measured_peak"] > 0 and r["skipped"] == 0
 
 
-@pytest.mark.slow
-def test_dry_run_command_line_parts(tmp_path):
-    p, report = _run(tmp_path, "--dry-run", "--parts", ",".join(CLI_PARTS))
-    res = _check_all_ok(tmp_path, p, report, CLI_PARTS)
-    mem = res["memory"]  # in a dry run both plans compile for the CPU: the same program, the same bytes
-    assert mem["gpu"]["per_device_gib"] == mem["cpu"]["per_device_gib"] > 0 and mem["gpu_over_cpu"] == 1
-    tr = res["train"]
-    assert tr["rc"] == 0 and tr["steps_logged"] == 3 and tr["summary"]["steps"] == 3
-
-
 def test_a_failing_part_is_recorded_and_the_rest_still_run(tmp_path):
     # without --dry-run on a machine with no GPU, the sampler refuses to run; env still runs (and flags it)
     p, report = _run(tmp_path, "--parts", "sampler,env")
