@@ -281,6 +281,23 @@ def prefill(
 
 
 # ----------------------------------------------------------------------------------------------------- decode
+def _write_rows(k_cs: list, v_cs: list, k: Array, v: Array, slot_B: Array, chunk: int):
+    """Writes each row's new key/value (``k``, ``v`` [B, 1, KV, Hd]) at its own cache position ``slot_B``
+    into chunks ``0 .. chunk``: a scatter per chunk whose out-of-chunk rows are dropped (so a position past
+    the cache writes nothing)."""
+    b = slot_B.shape[0]
+    rows = jnp.arange(b, dtype=jnp.int32)
+    lo = 0
+    for c in range(chunk + 1):
+        n = k_cs[c].shape[-1]
+        at = slot_B - lo
+        at = jnp.where((at >= 0) & (at < n), at, n)  # n: out of bounds, dropped
+        k_cs[c] = k_cs[c].at[rows, :, :, at].set(k[:, 0].astype(k_cs[c].dtype), mode="drop")
+        v_cs[c] = v_cs[c].at[rows, :, at, :].set(v[:, 0].astype(v_cs[c].dtype), mode="drop")
+        lo += n
+    return k_cs, v_cs
+
+
 def decode_step(
     config: ModelConfig,
     ip: InferenceParams,
@@ -293,13 +310,16 @@ def decode_step(
     chunk: int,
     cpu_kernel: bool = False,
 ) -> tuple[Array, Cache]:
-    """One token per row at cache ``slot`` (same for all rows) and rotary position ``pos_B``.
+    """One token per row at cache ``slot`` and rotary position ``pos_B``.
 
     ``cpu_kernel``: large float32 [out, in] matmuls through ``jaxrlvr.kernels`` (CPU only).
 
-    ``slot`` lies in chunk number ``chunk`` (static; the caller guarantees it). Attention reads only chunks
-    ``0 .. chunk``, so early steps do not pay for the whole preallocated cache. Returns float32 logits
-    [B, V] and the cache with this token's keys/values written (in place when the cache is donated).
+    ``slot`` is either one cache position for all rows (the static loop), which lies in chunk number
+    ``chunk`` (static; the caller guarantees it), or one position per row ``[B]`` (continuous batching:
+    every slot is at its own step), each in a chunk ``<= chunk``, or ``>=`` the cache length for a row whose
+    keys/values must not be written (a finished slot). Attention reads only chunks ``0 .. chunk``, so early
+    steps do not pay for the whole preallocated cache. Returns float32 logits [B, V] and the cache with
+    this token's keys/values written (in place when the cache is donated).
     """
     b = tok_B.shape[0]
     nh, kv, hd = config.num_heads, config.num_kv_heads, config.head_dim
@@ -308,17 +328,21 @@ def decode_step(
     attn_len = sum(lengths)
     cos, sin = rope_tables(pos_B[:, None], hd, config.rope_theta, config.rope_scaling)
     s_iota = jnp.arange(attn_len, dtype=jnp.int32)
-    allowed_BA = (s_iota[None, :] <= slot) & (s_iota[None, :] >= start_B[:, None])
+    per_row = jnp.ndim(slot) == 1
+    allowed_BA = (s_iota[None, :] <= (slot[:, None] if per_row else slot)) & (s_iota[None, :] >= start_B[:, None])
     x = ip.embed[tok_B][:, None, :].astype(config.jnp_dtype)  # [B, 1, D]
     new_cache = []
     for lp, (k_cs, v_cs) in zip(ip.layers, cache, strict=True):
         h = _rms_norm(config, x, lp.ln1)
         q, k, v = _qkv(config, lp, h, cos, sin, ip.layout, cpu_kernel)
-        at = slot - offset
         k_cs, v_cs = list(k_cs), list(v_cs)
-        k_w, v_w = k_cs[chunk], v_cs[chunk]
-        k_cs[chunk] = jax.lax.dynamic_update_slice(k_w, k.reshape(b, kv, hd, 1).astype(k_w.dtype), (0, 0, 0, at))
-        v_cs[chunk] = jax.lax.dynamic_update_slice(v_w, v.reshape(b, kv, 1, hd).astype(v_w.dtype), (0, 0, at, 0))
+        if per_row:
+            k_cs, v_cs = _write_rows(k_cs, v_cs, k, v, slot, chunk)
+        else:
+            at = slot - offset
+            k_w, v_w = k_cs[chunk], v_cs[chunk]
+            k_cs[chunk] = jax.lax.dynamic_update_slice(k_w, k.reshape(b, kv, hd, 1).astype(k_w.dtype), (0, 0, 0, at))
+            v_cs[chunk] = jax.lax.dynamic_update_slice(v_w, v.reshape(b, kv, 1, hd).astype(v_w.dtype), (0, 0, at, 0))
         new_cache.append((tuple(k_cs), tuple(v_cs)))
         qg = q.reshape(b, kv, nh // kv, hd)
         s = [jnp.einsum("bkgd,bkds->bkgs", qg, kc, preferred_element_type=jnp.float32) for kc in k_cs[: chunk + 1]]

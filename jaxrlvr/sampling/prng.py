@@ -55,8 +55,12 @@ def bits_to_unit(bits: Array) -> Array:
 
 
 def step_uniforms(key: Array, rows_B: Array, step: Array, n: int) -> Array:
-    """float32 [B, n] uniforms of rows ``rows_B`` at decode ``step`` (independent across rows/steps/n)."""
+    """float32 [B, n] uniforms of rows ``rows_B`` at decode ``step`` (independent across rows/steps/n).
+
+    ``step``: one step for every row, or one per row ``[B]`` (continuous batching: each slot's row is at
+    its own step); the numbers of (row, step) are the same either way."""
     c0 = rows_B.astype(jnp.uint32)[:, None] * jnp.uint32(n) + jnp.arange(n, dtype=jnp.uint32)[None, :]
-    c1 = jnp.full(c0.shape, step, jnp.uint32)
+    step = jnp.asarray(step).astype(jnp.uint32)
+    c1 = jnp.broadcast_to(step[:, None] if step.ndim else step, c0.shape)
     y0, _ = threefry2x32(key[0], key[1], c0, c1)
     return bits_to_unit(y0)

@@ -25,7 +25,7 @@ import dataclasses
 import functools
 import operator
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -139,6 +139,10 @@ class Sampler:
       cpu_kernels: large float32 matmuls of the decode step through ``jaxrlvr.kernels`` (CPU only; needs
         params prepared with ``layout="out_in"`` to apply to every weight). :func:`generate` sets it when
         :func:`cpu_kernels_usable`.
+      logits_processor: optional hashable pure function ``(logits_BV, rows_B, steps_B) -> logits_BV``
+        applied to the float32 logits before sampling (row ids and the index of the token being sampled;
+        both int32 [B]); the returned log-probs are those of the processed logits. A hook for tests and
+        benchmarks (e.g. ``scripts/bench_scale.py``'s length oracle), None in production.
     """
 
     config: ModelConfig
@@ -149,11 +153,20 @@ class Sampler:
     attn_block: int | None = 64
     max_segments: int = 4
     cpu_kernels: bool = False
+    logits_processor: Callable | None = None
 
     # ------------------------------------------------------------------------------------------------
     @staticmethod
     def _is_eos(tok: Array, eos_E: Array) -> Array:
         return jnp.any(tok[..., None] == eos_E.reshape((1,) * tok.ndim + (-1,)), axis=-1)
+
+    def sample(self, logits_BV: Array, key: Array, rows_B: Array, step) -> tuple[Array, Array]:
+        """(tokens, log-probs) of rows ``rows_B`` at token index ``step`` (scalar or [B]): the strategy's
+        draw from the counter-based uniforms of (seed, row, step), after the logits processor if any."""
+        if self.logits_processor is not None:
+            steps_B = jnp.broadcast_to(jnp.asarray(step, jnp.int32), rows_B.shape)
+            logits_BV = self.logits_processor(logits_BV.astype(jnp.float32), rows_B, steps_B)
+        return sample_tokens(logits_BV, key, self.sampling, step=step, rows_B=rows_B)
 
     def prefill_impl(self, ip: InferenceParams, ids_PT: Array, lengths_P: Array, key: Array, eos_E: Array):
         """Prefill + first token. ``lengths_P`` = 0 marks a padding prompt (its rows start done).
@@ -166,7 +179,7 @@ class Sampler:
         start_P = t - jnp.maximum(lengths_P, 1)
         logits_PV, cache = inference.prefill(self.config, ip, ids_PT, start_P, num_samples=g, chunks=self.chunks(t))
         rows_B = jnp.arange(b, dtype=jnp.int32)
-        tok_B, logp_B = sample_tokens(jnp.repeat(logits_PV, g, axis=0), key, self.sampling, step=0, rows_B=rows_B)
+        tok_B, logp_B = self.sample(jnp.repeat(logits_PV, g, axis=0), key, rows_B, 0)
         real_B = jnp.repeat(lengths_P > 0, g)
         tok_B = jnp.where(real_B, tok_B, self.pad_id)
         logp_B = jnp.where(real_B, logp_B, 0.0)
@@ -203,7 +216,7 @@ class Sampler:
             chunk=chunk,
             cpu_kernel=self.cpu_kernels,
         )
-        tok_B, logp_B = sample_tokens(logits_BV, st["key"], self.sampling, step=i, rows_B=st["rows"])
+        tok_B, logp_B = self.sample(logits_BV, st["key"], st["rows"], i)
         done = st["done"]
         tok_B = jnp.where(done, self.pad_id, tok_B)
         logp_B = jnp.where(done, 0.0, logp_B)
@@ -233,32 +246,41 @@ class Sampler:
                 carry,
             )
         st = carry[1]
-        mask = (jnp.arange(n, dtype=jnp.int32)[None, :] < st["length"][:, None]).astype(jnp.int32)
-        eos_seen = jnp.any(self._is_eos(st["tokens"], st["eos"]) & (mask > 0), axis=-1)
-        out = SampleOutput(
-            tokens=st["tokens"],
+        return self.output(st["tokens"], st["logp"], st["length"], st["eos"]), carry[0]
+
+    def output(self, tokens_BN: Array, logp_BN: Array, length_B: Array, eos_E: Array) -> SampleOutput:
+        """The :class:`SampleOutput` of finished rows (tokens ``pad_id`` after each row's length)."""
+        n = tokens_BN.shape[1]
+        mask = (jnp.arange(n, dtype=jnp.int32)[None, :] < length_B[:, None]).astype(jnp.int32)
+        eos_seen = jnp.any(self._is_eos(tokens_BN, eos_E) & (mask > 0), axis=-1)
+        return SampleOutput(
+            tokens=tokens_BN,
             mask=mask,
-            lengths=st["length"],
-            logprobs=jnp.where(mask > 0, st["logp"], 0.0),
+            lengths=length_B,
+            logprobs=jnp.where(mask > 0, logp_BN, 0.0),
             truncated=~eos_seen,
         )
-        return out, carry[0]
 
     # ------------------------------------------------------------------------------------------------
     def _jit(self, name: str, ip: InferenceParams):
         opts = None if _OPTIONS_REJECTED else compiler_options(self.config, _platform(ip))
         return _jitted(name, None if opts is None else tuple(sorted(opts.items())))
 
-    def _run(self, name: str, ip: InferenceParams, *args):
+    def run_jitted(self, name: str, ip: InferenceParams, *args, **static):
+        """Calls the jitted function registered as ``name`` (``JIT_SPECS``) as ``fn(self, *args,
+        **static)``, compiled with the sampler's XLA options for ``ip``'s platform."""
         try:
-            return self._jit(name, ip)(self, ip, *args)
+            return self._jit(name, ip)(self, *args, **static)
         except Exception as e:  # an XLA build that does not know one of our compiler options
             global _OPTIONS_REJECTED
             if _OPTIONS_REJECTED or "xla_cpu_" not in str(e):
                 raise
             _OPTIONS_REJECTED = True
             warnings.warn(f"sampler: XLA rejected a compiler option, compiling without them ({e})", stacklevel=3)
-            return self._jit(name, ip)(self, ip, *args)
+            return self._jit(name, ip)(self, *args, **static)
+
+    def _run(self, name: str, ip: InferenceParams, *args):
+        return self.run_jitted(name, ip, ip, *args)
 
     def prefill(self, ip: InferenceParams, ids_PT, lengths_P, key, eos_E):
         """Jitted :meth:`prefill_impl`."""
@@ -283,12 +305,18 @@ def _platform(tree) -> str:
         return jax.default_backend()
 
 
+# name -> (function of a Sampler first, jax.jit keyword arguments); continuous.py adds its functions
+JIT_SPECS: dict[str, tuple[Callable, dict]] = {
+    "prefill": (Sampler.prefill_impl, {}),
+    "decode": (Sampler.decode_impl, {"donate_argnums": 2}),
+}
+
+
 @functools.cache
 def _jitted(name: str, options: tuple | None):
+    fn, kwargs = JIT_SPECS[name]
     opts = None if options is None else dict(options)
-    if name == "prefill":
-        return jax.jit(Sampler.prefill_impl, static_argnums=0, compiler_options=opts)
-    return jax.jit(Sampler.decode_impl, static_argnums=0, donate_argnums=2, compiler_options=opts)
+    return jax.jit(fn, compiler_options=opts, **{"static_argnums": 0, **kwargs})
 
 
 @functools.cache
@@ -390,6 +418,8 @@ def generate(
     pad_id: int,
     seed: int,
     attn_block: int | None = 64,
+    slots: int | None = None,
+    continuous: bool = True,
 ) -> SampleOutput:
     """Samples ``num_samples`` responses of at most ``max_new_tokens`` tokens for each prompt.
 
@@ -404,6 +434,10 @@ def generate(
       pad_id: written after a row's end (and used to left-pad prompts; never attended to).
       seed: the call's seed; the same arguments give the same output.
       attn_block: KV-cache chunk size (see :class:`Sampler`); None attends the whole cache each step.
+      slots: decode slots of continuous batching (rows decoded at once; a finished row's slot is refilled
+        with a waiting row). None: as many rows as have their KV cache fit in
+        ``continuous.MEMORY_FRACTION`` of the device memory. The rows are the same for any value.
+      continuous: False runs the static loop instead (all rows decode until the longest one ends).
 
     Returns:
       :class:`SampleOutput` with ``len(prompts) * num_samples`` rows.
@@ -428,7 +462,15 @@ def generate(
         attn_block=attn_block,
         cpu_kernels=ip.layout == "out_in" and cpu_kernels_usable(config),
     )
-    return real_rows(sampler(ip, ids, lengths, key, eos_arr), len(prompts) * sampler.num_samples)
+    rows = len(prompts) * sampler.num_samples
+    if not continuous:
+        return real_rows(sampler(ip, ids, lengths, key, eos_arr), rows)
+    from jaxrlvr.sampling import continuous as cb
+
+    if slots is None:
+        slots = cb.default_num_slots(config, rows, ids.shape[1], sampler.max_new_tokens)
+    out, _ = cb.run(sampler, ip, ids, lengths, key, eos_arr, num_slots=_as_int("slots", slots, lo=1))
+    return real_rows(out, rows)
 
 
 def setup_call(

@@ -241,7 +241,8 @@ def sample_tokens(
     rows_B: Array | None = None,
 ) -> tuple[Array, Array]:
     """(tokens int32 [B], log-probs float32 [B]): one draw per row, with the sampler's counter-based
-    uniforms for ``key`` (``prng.seed_key(seed)``), decode ``step`` and row ids (default ``0..B-1``)."""
+    uniforms for ``key`` (``prng.seed_key(seed)``), decode ``step`` (a scalar or one per row) and row ids
+    (default ``0..B-1``)."""
     if rows_B is None:
         rows_B = jnp.arange(logits_BV.shape[0], dtype=jnp.int32)
     return sample_from_uniforms(logits_BV, step_uniforms(key, rows_B, step, params.num_uniforms), params)
