@@ -26,6 +26,7 @@ depend on the slot count or the order rows are scheduled in (tests).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -227,6 +228,7 @@ class SlotFns:
     round: Callable  # (ip, cache, slots, out, store, key, eos, slot_R, row_R, exit_done, *, chunk) -> ...
     compact: Callable  # (cache, slots, out, keep_K) -> (cache, slots, out)
     finish: Callable  # (slots, out, eos) -> SampleOutput
+    host: Callable = lambda x: x  # places the small host arrays of a round (slot_R, row_R, exit_done, keep_K)
 
 
 def single_device_fns(sampler: Sampler, ip) -> SlotFns:
@@ -239,6 +241,69 @@ def single_device_fns(sampler: Sampler, ip) -> SlotFns:
         compact=call("cb_compact"),
         finish=call("cb_finish"),
     )
+
+
+def sharded_fns(sampler: Sampler, shardings: Callable, host: Callable, compiler_options: dict | None = None):
+    """:class:`SlotFns` jitted with explicit output shardings, for a mesh placement.
+
+    ``shardings(tree, kind)`` maps an abstract tree to its shardings, ``kind`` one of ``"store"`` (leaves
+    ``[P, ...]``; ``k``/``v`` are ``[P, KV, ...]``), ``"cache"`` (``inference`` cache leaves
+    ``[S, KV, ...]``), ``"slots"`` (leaves ``[S, ...]``), ``"out"`` (leaves ``[B, ...]``) and
+    ``"replicated"`` (what the host reads back: :class:`SampleOutput`, a round's ``info``); slot leaves
+    are typically split over the data axes when ``S`` divides. Inputs keep the shardings they arrive
+    with: put ``ip``, ``ids``/``lengths`` (rows), ``key``/``eos`` (replicated) before :func:`run`, and
+    ``host`` places the host arrays of each round (replicated). Compiled once per shape (and ``chunk``).
+    """
+    opts = compiler_options
+    cache = {}
+
+    def jit(fn, args, out_kinds, static=None, donate=()):
+        abstract = jax.eval_shape(functools.partial(fn, sampler, **(static or {})), *args)
+        abstract = abstract if len(out_kinds) > 1 else (abstract,)
+        outs = tuple(shardings(a, k) for a, k in zip(abstract, out_kinds, strict=True))
+        return jax.jit(
+            functools.partial(fn, sampler, **(static or {})),
+            out_shardings=outs if len(outs) > 1 else outs[0],
+            donate_argnums=donate,
+            compiler_options=opts,
+        )
+
+    def memo(key, make):
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
+    def shapes(*args):
+        return tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves(args))
+
+    def prefill(ip, ids, lengths):
+        f = memo(("prefill", shapes(ids)), lambda: jit(prefill_prompts, (ip, ids, lengths), ("store",)))
+        return f(ip, ids, lengths)
+
+    def init(s, t, b):
+        fn = lambda smp: init_slots(smp, s, t, b)  # noqa: E731
+        f = memo(("init", s, t, b), lambda: jit(fn, (), ("cache", "slots", "out")))
+        return f()
+
+    def round_(ip, cache_, slots, out, store, key, eos, slot_r, row_r, exit_done, *, chunk):
+        args = (ip, cache_, slots, out, store, key, eos, slot_r, row_r, exit_done)
+        kinds = ("cache", "slots", "out", "replicated")
+        f = memo(
+            ("round", chunk, shapes(cache_, out)),
+            lambda: jit(refill_and_decode, args, kinds, {"chunk": chunk}, donate=(1, 2, 3)),
+        )
+        return f(*args)
+
+    def compact_(cache_, slots, out, keep):
+        kinds = ("cache", "slots", "out")
+        f = memo(("compact", shapes(cache_, out, keep)), lambda: jit(compact, (cache_, slots, out, keep), kinds))
+        return f(cache_, slots, out, keep)
+
+    def finish_(slots, out, eos):
+        f = memo(("finish", shapes(slots, out)), lambda: jit(finish, (slots, out, eos), ("replicated",)))
+        return f(slots, out, eos)
+
+    return SlotFns(prefill=prefill, init=init, round=round_, compact=compact_, finish=finish_, host=host)
 
 
 @dataclasses.dataclass
@@ -352,8 +417,9 @@ def run(
         else:
             exit_done = s
         pos = int((t + step[live] - 1).max()) if live.any() else t
+        slot_R, row_R, exit_done = fns.host((slot_R, row_R, np.int32(exit_done)))
         cache, slots, out, info = fns.round(
-            ip, cache, slots, out, store, key, eos_E, slot_R, row_R, np.int32(exit_done), chunk=_chunk_of(pos, chunks)
+            ip, cache, slots, out, store, key, eos_E, slot_R, row_R, exit_done, chunk=_chunk_of(pos, chunks)
         )
         done, step, count = jax.device_get(info)
         step = np.asarray(step, np.int64)
@@ -368,7 +434,7 @@ def run(
             while s2 // 2 >= max(min_slots, live.sum(), 1):
                 s2 //= 2
             keep = np.concatenate([np.flatnonzero(live), np.flatnonzero(~live)])[:s2].astype(np.int32)
-            cache, slots, out = fns.compact(cache, slots, out, keep)
+            cache, slots, out = fns.compact(cache, slots, out, fns.host(keep))
             live, step, s = live[keep], step[keep], s2
             stats.compactions += 1
     return fns.finish(slots, out, eos_E), stats

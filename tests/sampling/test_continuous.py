@@ -121,3 +121,32 @@ def test_default_slots_fit_memory(hf_model):
     assert per_slot == 2 * config.num_layers * config.num_kv_heads * config.head_dim * (16 + N) * 4
     assert continuous.default_num_slots(config, 12, 16, N) == 12  # a tiny cache: every row fits
     assert continuous.default_num_slots(config, 1 << 40, 16, N) < 1 << 40
+
+
+@pytest.mark.slow
+def test_sharded_slots_match_one_device(tmp_path):
+    """``continuous.sharded_fns`` on a (data=2, tensor=2) mesh of 4 CPU devices (slots and rows over data,
+    K/V heads over tensor; refills and a compaction) gives the single-device rows (subprocess:
+    tests/sampling/sharded_check.py)."""
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    here = pathlib.Path(__file__).resolve().parent
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, str(here / "sharded_check.py"), str(out)],
+        env=env,
+        cwd=here.parents[1],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.loads(out.read_text())
+    assert res["tokens_equal"] and res["lengths_equal"] and res["truncated_equal"], res
+    assert res["logprob_max_diff"] < 1e-4
+    assert res["compactions"] >= 1 and res["rounds"] > 2 and res["distinct_lengths"] > 2
