@@ -228,7 +228,8 @@ class SlotFns:
     round: Callable  # (ip, cache, slots, out, store, key, eos, slot_R, row_R, exit_done, *, chunk) -> ...
     compact: Callable  # (cache, slots, out, keep_K) -> (cache, slots, out)
     finish: Callable  # (slots, out, eos) -> SampleOutput
-    host: Callable = lambda x: x  # places the small host arrays of a round (slot_R, row_R, exit_done, keep_K)
+    host: Callable = lambda x: x  # places host arrays read by every slot (key, eos, each round's small arrays)
+    prompts: Callable = lambda x: x  # places the host prompt arrays (ids_PT, lengths_P)
 
 
 def single_device_fns(sampler: Sampler, ip) -> SlotFns:
@@ -243,16 +244,16 @@ def single_device_fns(sampler: Sampler, ip) -> SlotFns:
     )
 
 
-def sharded_fns(sampler: Sampler, shardings: Callable, host: Callable, compiler_options: dict | None = None):
+def sharded_fns(sampler: Sampler, shardings: Callable, put: Callable, compiler_options: dict | None = None):
     """:class:`SlotFns` jitted with explicit output shardings, for a mesh placement.
 
-    ``shardings(tree, kind)`` maps an abstract tree to its shardings, ``kind`` one of ``"store"`` (leaves
-    ``[P, ...]``; ``k``/``v`` are ``[P, KV, ...]``), ``"cache"`` (``inference`` cache leaves
-    ``[S, KV, ...]``), ``"slots"`` (leaves ``[S, ...]``), ``"out"`` (leaves ``[B, ...]``) and
-    ``"replicated"`` (what the host reads back: :class:`SampleOutput`, a round's ``info``); slot leaves
-    are typically split over the data axes when ``S`` divides. Inputs keep the shardings they arrive
-    with: put ``ip``, ``ids``/``lengths`` (rows), ``key``/``eos`` (replicated) before :func:`run`, and
-    ``host`` places the host arrays of each round (replicated). Compiled once per shape (and ``chunk``).
+    ``shardings(tree, kind)`` maps an abstract tree to its shardings, ``kind`` one of ``"prompts"``
+    (``ids_PT``, ``lengths_P``), ``"store"`` (leaves ``[P, ...]``; ``k``/``v`` are ``[P, KV, ...]``),
+    ``"cache"`` (``inference`` cache leaves ``[S, KV, ...]``), ``"slots"`` (leaves ``[S, ...]``),
+    ``"out"`` (leaves ``[B, ...]``) and ``"replicated"`` (the key, EOS ids and each round's host arrays,
+    and what the host reads back: :class:`SampleOutput`, a round's ``info``); slot leaves are typically
+    split over the data axes when ``S`` divides. ``put(tree, shardings)`` places host values (multi-process
+    safe). ``ip`` must already be placed. Compiled once per shape (and ``chunk``).
     """
     opts = compiler_options
     cache = {}
@@ -303,7 +304,15 @@ def sharded_fns(sampler: Sampler, shardings: Callable, host: Callable, compiler_
         f = memo(("finish", shapes(slots, out)), lambda: jit(finish, (slots, out, eos), ("replicated",)))
         return f(slots, out, eos)
 
-    return SlotFns(prefill=prefill, init=init, round=round_, compact=compact_, finish=finish_, host=host)
+    return SlotFns(
+        prefill=prefill,
+        init=init,
+        round=round_,
+        compact=compact_,
+        finish=finish_,
+        host=lambda t: put(t, shardings(t, "replicated")),
+        prompts=lambda t: put(t, shardings(t, "prompts")),
+    )
 
 
 @dataclasses.dataclass
@@ -366,8 +375,9 @@ def run(
     order: Sequence[int] | None = None,
     fns: SlotFns | None = None,
 ) -> tuple[SampleOutput, RunStats]:
-    """Continuous batching over the bucketed prompts ``ids_PT`` / ``lengths_P`` (``pad_prompts``): rows
-    ``p * G + g`` of the real prompts (length > 0) decode in ``num_slots`` slots.
+    """Continuous batching over the bucketed prompts ``ids_PT`` / ``lengths_P`` (``pad_prompts``; host
+    arrays, as are ``key`` and ``eos_E``: ``fns`` places them): rows ``p * G + g`` of the real prompts
+    (length > 0) decode in ``num_slots`` slots.
 
     Args:
       num_slots: S; capped at the number of real rows.
@@ -396,7 +406,8 @@ def run(
     chunks = sampler.chunks(t)
     stats = RunStats(slots=s)
 
-    store = fns.prefill(ip, ids_PT, lengths_P)
+    key, eos_E = fns.host((key, eos_E))
+    store = fns.prefill(ip, *fns.prompts((ids_PT, lengths_P)))
     cache, slots, out = fns.init(s, t, b)
     queue = deque(order)
     step = np.zeros(s, np.int64)  # host mirror of each live slot's step; -1 when free

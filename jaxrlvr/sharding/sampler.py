@@ -124,6 +124,52 @@ def _sampler_jits(pl: Placement, sampler, p: int, t: int, e: int):
     return prefill, decode
 
 
+def _continuous_fns(pl: Placement, sampler):
+    """``continuous.sharded_fns`` for this mesh (cached per sampler): the store and the slot cache like the
+    static cache (rows or slots over the batch axes, K/V heads over ``tensor``), the slot state and the
+    outputs over rows, what the host reads back replicated."""
+    from jaxrlvr.sampling import continuous
+    from jaxrlvr.sampling import sampler as sampler_mod
+
+    key = ("continuous", sampler)
+    hit = pl._cache.get(key)
+    if hit is not None:
+        return hit
+    mesh, cfg = pl.mesh, sampler.config
+
+    def shardings(tree, kind):
+        if kind == "replicated":
+            return jax.tree.map(lambda _: replicated(mesh), tree)
+        if kind == "prompts":  # (ids [P, T], lengths [P]): as the static path places them
+            return jax.tree.map(lambda _: NamedSharding(mesh, P(_rows_spec(mesh, tree[1].shape[0]))), tree)
+        if kind == "cache":
+            return cache_shardings(mesh, cfg, tree)
+        if kind == "store":
+            rows = tree["plen"].shape[0]
+            kv = {n: cache_shardings(mesh, cfg, tree[n]) for n in ("k", "v")}
+            return {**_rows_shardings(mesh, {n: x for n, x in tree.items() if n not in kv}, rows), **kv}
+        return _rows_shardings(mesh, tree, jax.tree.leaves(tree)[0].shape[0])  # "slots", "out"
+
+    opts = None
+    if not getattr(sampler_mod, "_OPTIONS_REJECTED", False):
+        opts = sampler_mod.compiler_options(cfg, mesh.devices.flat[0].platform)
+    fns = continuous.sharded_fns(sampler, shardings, put, opts)
+    pl._cache[key] = fns
+    return fns
+
+
+def default_slots(pl: Placement, config: ModelConfig, rows: int, prompt_len: int, max_new_tokens: int) -> int:
+    """Slots whose cache fits each device's memory share (``continuous.default_num_slots`` per device,
+    times the batch-axes size the slots are split over), at most ``rows``; a multiple of that size when
+    at least one."""
+    from jaxrlvr.sampling import continuous
+
+    d = batch_divisor(pl.mesh)
+    per_device = continuous.default_num_slots(config, rows, prompt_len, max_new_tokens, pl.mesh.devices.flat[0])
+    s = min(rows, per_device * d)
+    return s - s % d if s >= d else s
+
+
 def generate(
     pl: Placement,
     config: ModelConfig,
@@ -139,6 +185,8 @@ def generate(
     eos_ids=(),
     pad_id: int,
     seed: int,
+    slots: int | None = None,
+    continuous: bool = True,
     **sampler_kwargs,
 ):
     """:func:`jaxrlvr.sampling.generate` with the placement's mesh: the same arguments and outputs (the
@@ -146,7 +194,9 @@ def generate(
 
     Weights are converted to the sampler's layout on the mesh (:meth:`Placement.sampler_params`);
     prompts, the loop state and the KV cache are sharded over rows (and the cache over K/V heads); the
-    decode loop runs on the devices with the cache donated; the outputs come back replicated."""
+    decode loop runs on the devices with the cache donated; the outputs come back replicated. By default
+    rows decode through ``slots`` continuous-batching slots (sharded over the batch axes; default
+    :func:`default_slots`); ``continuous=False``: the static loop (docs/sampler.md)."""
     from jaxrlvr.sampling import InferenceParams
     from jaxrlvr.sampling import sampler as sampler_mod
 
@@ -172,10 +222,21 @@ def generate(
     ):  # one CPU device: the single-device sampler with the CPU decode kernel (docs/sampler.md)
         from jaxrlvr.sampling import generate as generate_one
 
-        return generate_one(config, params, prompts, **call)
+        return generate_one(config, params, prompts, slots=slots, continuous=continuous, **call)
     sampler, ids, lengths, key, eos_arr = sampler_mod.setup_call(config, prompts, **call)
-    prefill, decode = _sampler_jits(pl, sampler, ids.shape[0], ids.shape[1], eos_arr.shape[0])
+    rows = len(prompts) * sampler.num_samples
     ip = pl.sampler_params(params)
+    if continuous:
+        from jaxrlvr.sampling import continuous as cb
+
+        if slots is None:
+            slots = default_slots(pl, config, rows, ids.shape[1], sampler.max_new_tokens)
+        fns = _continuous_fns(pl, sampler)
+        d = batch_divisor(pl.mesh)
+        with pl.context():  # min_slots: compacted slot counts stay splittable over the batch axes
+            out, _ = cb.run(sampler, ip, ids, lengths, key, eos_arr, num_slots=slots, min_slots=max(8, d), fns=fns)
+        return sampler_mod.real_rows(out, rows)
+    prefill, decode = _sampler_jits(pl, sampler, ids.shape[0], ids.shape[1], eos_arr.shape[0])
     rows_sh = NamedSharding(pl.mesh, P(_rows_spec(pl.mesh, ids.shape[0])))
     ids, lengths = put((ids, lengths), rows_sh)
     key, eos_arr = put((key, eos_arr), pl.replicated)
@@ -183,4 +244,4 @@ def generate(
         cache, state = prefill(ip, ids, lengths, key, eos_arr)
         out, cache = decode(ip, cache, state)
     del cache
-    return sampler_mod.real_rows(out, len(prompts) * sampler.num_samples)
+    return sampler_mod.real_rows(out, rows)

@@ -41,6 +41,8 @@ from jaxrlvr.train.step import (  # noqa: E402
 MESHES = [(8, 1, 1), (1, 8, 1), (1, 4, 2), (2, 2, 2), (1, 2, 4)]  # sampling
 STEP_MESHES = MESHES[:4]  # training (the K/V-replicating (1, 2, 4) placement is checked by test_rules)
 SCORE_MESHES = [(1, 8, 1), (2, 2, 2)]
+CONTINUOUS_MESHES = [(8, 1, 1), (2, 2, 2)]  # continuous batching with fewer slots than rows, sampled
+SAMPLED = dict(max_new_tokens=12, temperature=1.0, top_p=0.9, num_samples=2, eos_ids=(1, 2, 3, 4), pad_id=0, seed=4)
 # tiny model: 4 query heads, 2 K/V heads (tensor=4 must replicate K/V), vocab divisible by 8
 CFG = ModelConfig.preset("nano", vocab_size=128, num_layers=2)
 P, R, B, MICRO = 8, 8, 16, 8
@@ -182,6 +184,17 @@ def check_sample(out):
             "wqkv_spec": str(ip.layers[0].wqkv.sharding.spec),
             "seconds": time.time() - t0,
         }
+        if shape in CONTINUOUS_MESHES:  # sampled rows through 8 sharded slots (refills, compaction)
+            got = pl.generate(CFG, placed, prompts, slots=8, **SAMPLED)
+            one = generate(CFG, params, prompts, slots=3, **SAMPLED)  # one device, another slot count
+            static = generate(CFG, params, prompts, continuous=False, **SAMPLED)
+            res[str(shape)]["continuous"] = {
+                "tokens_equal_one_device": bool(np.array_equal(np.asarray(got.tokens), np.asarray(one.tokens))),
+                "tokens_equal_static": bool(np.array_equal(np.asarray(got.tokens), np.asarray(static.tokens))),
+                "lengths_equal_static": bool(np.array_equal(np.asarray(got.lengths), np.asarray(static.lengths))),
+                "logp": float(np.max(np.abs(np.asarray(got.logprobs) - np.asarray(static.logprobs)))),
+                "distinct_lengths": len(set(np.asarray(static.lengths).tolist())),
+            }
     out["sample"] = res
 
 

@@ -73,6 +73,15 @@ def test_greedy_sampling_is_identical(checks, mesh):
     assert r["logp"] <= 1e-4, (mesh, r["logp"])
 
 
+@pytest.mark.parametrize("mesh", ["(8, 1, 1)", "(2, 2, 2)"])
+def test_continuous_batching_on_mesh_equals_one_device(checks, mesh):
+    """Sampled rows through 8 slots sharded over the mesh equal one device's (3 slots) and the static
+    loop's: a row's draws depend on (seed, row, position) only."""
+    r = checks["sample"][mesh]["continuous"]
+    assert r["tokens_equal_one_device"] and r["tokens_equal_static"] and r["lengths_equal_static"], (mesh, r)
+    assert r["logp"] <= 1e-4 and r["distinct_lengths"] > 2, (mesh, r)
+
+
 def test_sampler_weights_replicated_over_data_and_fsdp(checks):
     assert checks["sample"]["(1, 8, 1)"]["wqkv_spec"] == "P(None, None)"
     assert checks["sample"]["(2, 2, 2)"]["wqkv_spec"] == "P(None, 'tensor')"

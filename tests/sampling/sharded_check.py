@@ -53,12 +53,9 @@ def main(path):
 
         return jax.tree.map(one, tree)
 
-    put = lambda tree, kind: jax.device_put(tree, shardings(tree, kind))  # noqa: E731
-    fns = continuous.sharded_fns(sampler, shardings, host=lambda t: jax.device_put(t, rep))
+    fns = continuous.sharded_fns(sampler, shardings, jax.device_put)
     ip_m = jax.device_put(ip, rep)
-    ids_m, lengths_m = put((ids, lengths), "out")
-    key_m, eos_m = jax.device_put((key, eos), rep)
-    out, stats = continuous.run(sampler, ip_m, ids_m, lengths_m, key_m, eos_m, num_slots=4, min_slots=2, fns=fns)
+    out, stats = continuous.run(sampler, ip_m, ids, lengths, key, eos, num_slots=4, min_slots=2, fns=fns)
     out = jax.tree.map(np.asarray, out)
     res = {
         "tokens_equal": bool(np.array_equal(out.tokens, ref.tokens)),
