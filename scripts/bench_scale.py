@@ -186,6 +186,7 @@ def bench_rollout(args) -> dict:
         "max_new_tokens": n,
         "length_mean": round(float(got.mean()), 1),
         "length_p99_over_mean": round(float(np.percentile(got, 99) / got.mean()), 2),
+        "length_max": int(got.max()),
         "truncated_rows": int((drawn >= n).sum()),
         "rounds": st.rounds,
         "compactions": st.compactions,

@@ -41,6 +41,10 @@ from jaxrlvr.sampling.sampler import JIT_SPECS, SampleOutput, Sampler
 
 Array = jax.Array
 
+# Smallest slot count compaction goes down to by default (our choice: on an accelerator a decode step of
+# <= 32 rows costs about the same (weight-bound), and each slot count compiles its own rounds; a CPU with a
+# small model gains from going lower, as scripts/bench_scale.py does with min_slots=1).
+MIN_SLOTS = 32
 # Default share of device memory for the slots' KV cache (our choice: leaves room for the weights, the
 # prompt store and the training state that shares the device).
 MEMORY_FRACTION = 0.4
@@ -371,7 +375,7 @@ def run(
     *,
     num_slots: int,
     refill_every: int | None = None,
-    min_slots: int = 8,
+    min_slots: int = MIN_SLOTS,
     order: Sequence[int] | None = None,
     fns: SlotFns | None = None,
 ) -> tuple[SampleOutput, RunStats]:
@@ -384,7 +388,8 @@ def run(
       refill_every: a round ends once this many slots are done while rows wait (default ``max(1, S // 8)``,
         our choice: a slot idles about half of that many rows' worth of finishing time, ~6% at S // 8,
         against one host round trip per refill).
-      min_slots: when nothing waits, the live slots move into half as many slots while that is >= this.
+      min_slots: when nothing waits, the live slots move into half as many slots while that is >= this
+        (default ``MIN_SLOTS`` = 32).
       order: the order rows are scheduled in (a permutation of the real rows); results do not depend on it.
       fns: the jitted functions (default :func:`single_device_fns`).
 

@@ -232,9 +232,9 @@ def generate(
         if slots is None:
             slots = default_slots(pl, config, rows, ids.shape[1], sampler.max_new_tokens)
         fns = _continuous_fns(pl, sampler)
-        d = batch_divisor(pl.mesh)
-        with pl.context():  # min_slots: compacted slot counts stay splittable over the batch axes
-            out, _ = cb.run(sampler, ip, ids, lengths, key, eos_arr, num_slots=slots, min_slots=max(8, d), fns=fns)
+        least = max(cb.MIN_SLOTS, batch_divisor(pl.mesh))  # compacted slot counts stay splittable
+        with pl.context():
+            out, _ = cb.run(sampler, ip, ids, lengths, key, eos_arr, num_slots=slots, min_slots=least, fns=fns)
         return sampler_mod.real_rows(out, rows)
     prefill, decode = _sampler_jits(pl, sampler, ids.shape[0], ids.shape[1], eos_arr.shape[0])
     rows_sh = NamedSharding(pl.mesh, P(_rows_spec(pl.mesh, ids.shape[0])))

@@ -184,7 +184,7 @@ def check_sample(out):
             "wqkv_spec": str(ip.layers[0].wqkv.sharding.spec),
             "seconds": time.time() - t0,
         }
-        if shape in CONTINUOUS_MESHES:  # sampled rows through 8 sharded slots (refills, compaction)
+        if shape in CONTINUOUS_MESHES:  # sampled rows through 8 sharded slots (refilled)
             got = pl.generate(CFG, placed, prompts, slots=8, **SAMPLED)
             one = generate(CFG, params, prompts, slots=3, **SAMPLED)  # one device, another slot count
             static = generate(CFG, params, prompts, continuous=False, **SAMPLED)
