@@ -415,7 +415,7 @@ def run(
     store = fns.prefill(ip, *fns.prompts((ids_PT, lengths_P)))
     cache, slots, out = fns.init(s, t, b)
     queue = deque(order)
-    step = np.zeros(s, np.int64)  # host mirror of each live slot's step; -1 when free
+    step = np.zeros(s, np.int64)  # host mirror of each slot's step (its next write is at t + step - 1)
     live = np.zeros(s, bool)
     while True:
         free = np.flatnonzero(~live)
