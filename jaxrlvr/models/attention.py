@@ -23,7 +23,8 @@ Implementations (``impl``):
     (causal from slot 0 with ``T == S``, no segment ids, no kv mask or a right-padding one given as
     ``kv_lengths``); anything else raises.
   ``"auto"``: cuDNN on GPU where it supports the mask, else blockwise; on any backend the dense formula when
-    the problem is a single block pair (decode steps, tiny tests), where blocking saves nothing.
+    the scores are no larger than one block pair (``T * S <= block_q * block_k``: decode steps, tiny tests),
+    where blocking saves nothing.
 
 A query with no allowed key (a padding query) gets a zero output and zero gradients from the blockwise path;
 the dense path gives it the mean of all values (uniform weights) as the model always did. Either way it is
@@ -106,7 +107,7 @@ def attention(
     if impl == "auto":
         if _cudnn_supported(q_BTNH, t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT):
             impl = "cudnn"
-        elif t <= block_q and s <= block_k:
+        elif t == 1 or t * s <= block_q * block_k:
             impl = "dense"
         else:
             impl = "xla_blockwise"
@@ -134,7 +135,7 @@ def attention(
             key_value_seq_lengths=None if kv_lengths_B is None else kv_lengths_B.astype(jnp.int32),
             implementation="cudnn",
         )
-    bq, bk = min(block_q, _round_up(t, 8)), min(block_k, _round_up(s, 8))
+    bq, bk = _block(t, block_q), _block(s, block_k)
     q_slots = jnp.broadcast_to(q_offset + jnp.arange(t, dtype=jnp.int32), (b, t))
     kv_valid = jnp.ones((b, s), bool) if kv_mask_BS is None else kv_mask_BS > 0
     if q_segment_ids_BT is None:
@@ -144,6 +145,16 @@ def attention(
     return _blockwise(
         q_BTNH, k_BSKH.astype(q_BTNH.dtype), v_BSKH.astype(q_BTNH.dtype), q_slots, q_seg, kv_seg, kv_valid, bq, bk
     )
+
+
+def _block(n: int, target: int) -> int:
+    """A block of at most ``target`` that divides ``n`` if one of target, target/2, target/4 does (no padding)."""
+    if n <= target:
+        return _round_up(n, 8)
+    for blk in (target, target // 2, target // 4):
+        if blk >= 8 and n % blk == 0:
+            return blk
+    return target
 
 
 def _round_up(x: int, m: int) -> int:

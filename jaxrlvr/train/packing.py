@@ -137,27 +137,29 @@ def sequence_lengths(attention_mask_BS, prompt_len: int) -> tuple[np.ndarray, np
 
 
 def pack_batch(input_ids_BS, attention_mask_BS, prompt_len: int, *, max_tokens: int, row_multiple: int = 1):
-    """Packs a padded rollout batch; returns (plan, arrays) with numpy arrays:
+    """Packs a padded rollout batch; returns (plan, arrays) with numpy int32 arrays:
 
-    ``input_ids``, ``segment_ids``, ``positions``, ``targets`` [n_micro, rows, width] (int32; ``targets`` is
-    the next token at every slot that predicts a response token, else 0), ``token_index`` [B, R] (flat slot
-    within the sequence's micro-batch that predicts response token t; 0 beyond the response),
-    ``micro_index`` [B] (int32)."""
+    ``input_ids``, ``segment_ids``, ``positions``, ``targets`` [rows * n_micro, width], row ``r`` of
+    micro-batch ``m`` at index ``r * n_micro + m`` (so that splitting the leading axis over ``rows`` devices
+    gives each device its row of every micro-batch); ``targets`` is the next token at every slot that
+    predicts a response token, else 0. ``token_index`` [B, R]: the slot ``r * width + s`` within the
+    sequence's micro-batch that predicts response token t (0 beyond the response); ``micro_index`` [B];
+    ``response_len`` [B]."""
     ids = np.asarray(input_ids_BS)
     b, s = ids.shape
     r = s - prompt_len
     p_len, r_len = sequence_lengths(attention_mask_BS, prompt_len)
     plan = plan_packing(p_len + r_len, max_tokens=max_tokens, row_multiple=row_multiple)
     m, rows, w = plan.shape
-    shape = (m * rows, w)
+    shape = (rows * m, w)
     out_ids = np.zeros(shape, np.int32)
     seg = np.zeros(shape, np.int32)
     pos = np.zeros(shape, np.int32)
     tgt = np.zeros(shape, np.int32)
     token_index = np.zeros((b, r), np.int32)
-    n_in_row = np.zeros(m * rows, np.int32)
+    n_in_row = np.zeros(rows * m, np.int32)
     for i in np.lexsort((plan.offset, plan.row, plan.micro)):  # segment ids in slot order within a row
-        flat_row = plan.micro[i] * rows + plan.row[i]
+        flat_row = plan.row[i] * m + plan.micro[i]
         n_in_row[flat_row] += 1
         o, pl, rl = int(plan.offset[i]), int(p_len[i]), int(r_len[i])
         tokens = np.concatenate([ids[i, prompt_len - pl : prompt_len], ids[i, prompt_len : prompt_len + rl]])
@@ -168,11 +170,12 @@ def pack_batch(input_ids_BS, attention_mask_BS, prompt_len: int, *, max_tokens: 
         tgt[flat_row, pred] = tokens[pl:]
         token_index[i, :rl] = plan.row[i] * w + pred
     arrays = {
-        "input_ids": out_ids.reshape(m, rows, w),
-        "segment_ids": seg.reshape(m, rows, w),
-        "positions": pos.reshape(m, rows, w),
-        "targets": tgt.reshape(m, rows, w),
+        "input_ids": out_ids,
+        "segment_ids": seg,
+        "positions": pos,
+        "targets": tgt,
         "token_index": token_index,
         "micro_index": plan.micro.astype(np.int32),
+        "response_len": r_len.astype(np.int32),
     }
     return plan, arrays

@@ -5,6 +5,12 @@ columns, right-padded), with ``attention_mask_BS`` marking real tokens. Response
 ``P + t`` and is predicted from the hidden state at column ``P + t - 1``; every per-token array of the loss
 (``old_logp``, ``adv``, ``mask``, ...) is ``[B, R]``.
 
+A packed batch (``train.packing``; a dict with ``segment_ids``, built by ``train.packing.pack_batch``) holds the
+same sequences end to end in rows of ``width`` slots: ``input_ids`` / ``segment_ids`` / ``positions`` /
+``targets`` [rows * n_micro, width] and ``token_index`` / ``micro_index`` that say where each response
+token's predicting slot is. The forward runs on the packed rows; log-probs and entropies are gathered back
+into ``[B, R]`` and the loss is the padded one, so both layouts give the same loss, gradient and metrics.
+
 ``train_step`` takes one mini-batch, splits it into micro-batches (``lax.scan``), and sums the gradients of
 ``algos.token_loss``'s numerators and its denominators; dividing at the end makes gradient accumulation
 exact for every aggregation mode (the denominator never depends on the parameters). A non-finite loss or
@@ -122,8 +128,57 @@ def response_logprobs(
     )
 
 
+def packed_logprobs(model_cfg: ModelConfig, params, rows: dict, *, temperature: float, chunk_size: int = 256):
+    """log pi and entropy [rows, width] at every slot of packed rows (meaningful where ``targets`` is a
+    response token); attention stays within each segment and never reads an empty slot."""
+    h = hidden_states(
+        model_cfg,
+        params,
+        rows["input_ids"],
+        rows["segment_ids"] > 0,
+        positions_BT=rows["positions"],
+        segment_ids_BT=rows["segment_ids"],
+    )
+    return token_logprobs_and_entropy(
+        model_cfg, params, h, rows["targets"], temperature=temperature, chunk_size=chunk_size
+    )
+
+
+PACKED_ROW_KEYS = ("input_ids", "segment_ids", "positions", "targets")
+
+
+def _packed_micro(batch: dict, rows: int) -> dict:
+    """The packed row arrays [rows * n_micro, W] as [n_micro, rows, W] (row r of micro-batch m at r * n + m)."""
+    w = batch["input_ids"].shape[1]
+    return {k: batch[k].reshape(rows, -1, w).swapaxes(0, 1) for k in PACKED_ROW_KEYS}
+
+
+def unpack_tokens(x_RW, token_index_BR, response_len_B):
+    """Values at the predicting slots of one micro-batch's rows, as [B, R] (0 beyond each response)."""
+    r = token_index_BR.shape[1]
+    valid = jnp.arange(r)[None, :] < response_len_B[:, None]
+    return jnp.where(valid, jnp.take(x_RW.reshape(-1), token_index_BR, axis=0), 0.0)
+
+
 def score_tokens_fn(model_cfg, params, input_ids_BS, attention_mask_BS, *, prompt_len, temperature, micro_batch):
-    """Old / reference log-probs and entropies of a rollout batch, ``micro_batch`` rows at a time."""
+    """Old / reference log-probs and entropies [B, R] of a rollout batch, ``micro_batch`` rows at a time.
+
+    ``input_ids_BS`` may instead be a packed batch (dict, ``attention_mask_BS`` None); ``micro_batch`` is
+    then the rows per micro-batch of the packing plan."""
+    if isinstance(input_ids_BS, dict):
+        batch = input_ids_BS
+        micro = _packed_micro(batch, micro_batch)
+        n = micro["input_ids"].shape[0]
+
+        def packed_body(_, xs):
+            rows, m = xs
+            logp, ent = packed_logprobs(model_cfg, params, rows, temperature=temperature)
+            in_mb = (batch["micro_index"] == m)[:, None]
+            unpack = lambda x: unpack_tokens(x, batch["token_index"], batch["response_len"]) * in_mb
+            return None, (unpack(logp), unpack(ent))
+
+        _, (logp, ent) = jax.lax.scan(packed_body, None, (micro, jnp.arange(n)))
+        return logp.sum(0), ent.sum(0)
     b = input_ids_BS.shape[0]
     n = b // micro_batch
     ids = input_ids_BS.reshape(n, micro_batch, -1)
@@ -158,31 +213,55 @@ def train_step_fn(
 
     ``batch`` keys: ``input_ids`` / ``attention_mask`` [B, P+R]; ``old_logp``, ``adv``, ``mask`` [B, R];
     optional ``ref_logp`` [B, R] (KL), ``truncated`` [B]. B must be a multiple of ``micro_batch``.
+    A packed batch has the arrays of ``packing.pack_batch`` instead of ``input_ids`` / ``attention_mask``
+    (``micro_batch`` = the plan's rows per micro-batch, ``prompt_len`` unused); each micro-batch's loss
+    covers the sequences it holds (``micro_index``), so the sums are the padded step's.
     """
-    b = batch["input_ids"].shape[0]
-    n = b // micro_batch
-    micro = jax.tree.map(lambda x: x.reshape((n, micro_batch) + x.shape[1:]), batch)
-    keys = jax.random.split(rng, n)
 
-    def micro_loss(params, mb, key):
-        logp, ent = response_logprobs(
-            model_cfg, params, mb["input_ids"], mb["attention_mask"], prompt_len, temperature=temperature
-        )
+    def token_terms(logp, ent, mb, mask, key):
         entropy = ent if algo_cfg.needs_entropy else jax.lax.stop_gradient(ent)
-        num, den, metrics = algos.token_loss(
+        return algos.token_loss(
             algo_cfg,
             logp,
             mb["old_logp"],
             mb.get("ref_logp"),
             entropy,
             mb["adv"],
-            mb["mask"],
+            mask,
             key,
             state.knobs,
             truncated_B=mb.get("truncated"),
         )
-        return num, (den, metrics)
 
+    if "segment_ids" in batch:  # packed rows; the per-token arrays stay [B, R] for the whole mini-batch
+        xs = _packed_micro(batch, micro_batch)
+        n = xs["input_ids"].shape[0]
+        xs = (xs, jnp.arange(n))
+        norm_len = algo_cfg.loss_norm_len or batch["mask"].shape[1]
+
+        def micro_loss(params, xs, key):
+            rows, m = xs
+            logp_p, ent_p = packed_logprobs(model_cfg, params, rows, temperature=temperature)
+            unpack = lambda x: unpack_tokens(x, batch["token_index"], batch["response_len"])
+            in_mb = batch["micro_index"] == m
+            num, den, metrics = token_terms(unpack(logp_p), unpack(ent_p), batch, batch["mask"] * in_mb[:, None], key)
+            if algo_cfg.loss_agg_mode == "seq-mean-token-sum-norm":  # B * norm_len over this micro-batch's rows
+                den = jnp.sum(in_mb, dtype=jnp.float32) * norm_len
+            return num, (den, metrics)
+
+    else:
+        b = batch["input_ids"].shape[0]
+        n = b // micro_batch
+        xs = jax.tree.map(lambda x: x.reshape((n, micro_batch) + x.shape[1:]), batch)
+
+        def micro_loss(params, mb, key):
+            logp, ent = response_logprobs(
+                model_cfg, params, mb["input_ids"], mb["attention_mask"], prompt_len, temperature=temperature
+            )
+            num, den, metrics = token_terms(logp, ent, mb, mb["mask"], key)
+            return num, (den, metrics)
+
+    keys = jax.random.split(rng, n)
     grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
 
     def body(carry, xs):
@@ -193,10 +272,10 @@ def train_step_fn(
         m_acc = jax.tree.map(jnp.add, m_acc, metrics)
         return (g_acc, num_acc + num, den_acc + den, m_acc), None
 
-    m0 = jax.eval_shape(lambda: micro_loss(state.params, jax.tree.map(lambda x: x[0], micro), keys[0])[1][1])
+    m0 = jax.eval_shape(lambda: micro_loss(state.params, jax.tree.map(lambda x: x[0], xs), keys[0])[1][1])
     zeros_m = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), m0)
     zeros_g = jax.tree.map(jnp.zeros_like, state.params)
-    (grads, num, den, msum), _ = jax.lax.scan(body, (zeros_g, 0.0, 0.0, zeros_m), (micro, keys))
+    (grads, num, den, msum), _ = jax.lax.scan(body, (zeros_g, 0.0, 0.0, zeros_m), (xs, keys))
 
     den = jnp.maximum(den, 1e-8)
     grads = jax.tree.map(lambda g: g / den, grads)

@@ -50,7 +50,7 @@ def test_pack_batch_arrays():
     am = np.array([[0, 0, 1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0, 0, 0, 0], [0, 0, 0, 1, 1, 1, 1, 1, 1]], np.int32)
     plan, a = pack_batch(ids, am, p, max_tokens=32)
     assert plan.shape == (1, 1, 32)  # 5 + 5 + 6 tokens in one row, capped by the budget
-    row_ids, seg, pos, tgt = (a[k][0, 0] for k in ("input_ids", "segment_ids", "positions", "targets"))
+    row_ids, seg, pos, tgt = (a[k][0] for k in ("input_ids", "segment_ids", "positions", "targets"))
     for b in range(3):
         real = ids[b][am[b] > 0]
         o = plan.offset[b]
