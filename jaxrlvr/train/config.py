@@ -241,8 +241,8 @@ def check_resume_config(saved: dict, c: ml_collections.ConfigDict, free=("mesh",
 def model_config(c, tokenizer_vocab_size: int):
     """The ``ModelConfig`` of a preset-based ``c.model``: the preset, its size overrides (``hidden_size``,
     ``intermediate_size``, ``num_layers``, ``num_heads``, ``num_kv_heads``; head_dim follows hidden / heads),
-    ``vocab_size`` (-1: the tokenizer's), dtypes, remat and the attention implementation. A vocabulary smaller than the tokenizer's is an
-    error."""
+    ``vocab_size`` (-1: the tokenizer's), dtypes, remat and the attention implementation. A vocabulary
+    smaller than the tokenizer's is an error."""
     from jaxrlvr.models import ModelConfig
 
     m = c.model
