@@ -191,6 +191,13 @@ def score_tokens_fn(model_cfg, params, input_ids_BS, attention_mask_BS, *, promp
     return logp.reshape(b, -1), ent.reshape(b, -1)
 
 
+def minibatch_statistics(algo_cfg: algos.AlgoConfig) -> bool:
+    """Whether the loss uses statistics over all valid tokens (Clip-Cov / KL-Cov covariance means and
+    counts, random positive clipping's count, the high-entropy quantile). ``train_step_fn`` then takes them
+    over the whole mini-batch, independent of micro-batching and packing (one extra forward)."""
+    return algo_cfg.loss_variant in ("clip_cov", "kl_cov") or algo_cfg.rand_pos_clip or algo_cfg.high_entropy_only
+
+
 def _tree_all_finite(tree) -> jax.Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
@@ -233,49 +240,87 @@ def train_step_fn(
             truncated_B=mb.get("truncated"),
         )
 
+    # Per layout: the scanned micro-batches `xs`, `micro_tokens(params, x)` -> (logp, entropy) of one
+    # micro-batch, and `micro_rows(x)` -> (its [rows, R] loss arrays, their mask).
     if "segment_ids" in batch:  # packed rows; the per-token arrays stay [B, R] for the whole mini-batch
         xs = _packed_micro(batch, micro_batch)
         n = xs["input_ids"].shape[0]
         xs = (xs, jnp.arange(n))
-        norm_len = algo_cfg.loss_norm_len or batch["mask"].shape[1]
 
-        def micro_loss(params, xs, key):
-            rows, m = xs
+        def micro_tokens(params, x):  # [B, R], zero outside the micro-batch's sequences
+            rows, m = x
             logp_p, ent_p = packed_logprobs(model_cfg, params, rows, temperature=temperature)
-            unpack = lambda x: unpack_tokens(x, batch["token_index"], batch["response_len"])
-            in_mb = batch["micro_index"] == m
-            num, den, metrics = token_terms(unpack(logp_p), unpack(ent_p), batch, batch["mask"] * in_mb[:, None], key)
-            if algo_cfg.loss_agg_mode == "seq-mean-token-sum-norm":  # B * norm_len over this micro-batch's rows
-                den = jnp.sum(in_mb, dtype=jnp.float32) * norm_len
-            return num, (den, metrics)
+            in_mb = (batch["micro_index"] == m)[:, None]
+            unpack = lambda v: unpack_tokens(v, batch["token_index"], batch["response_len"]) * in_mb
+            return unpack(logp_p), unpack(ent_p)
 
+        def micro_rows(x):
+            return batch, batch["mask"] * (batch["micro_index"] == x[1])[:, None]
+
+        whole = lambda stacked: stacked.sum(0)
     else:
         b = batch["input_ids"].shape[0]
         n = b // micro_batch
         xs = jax.tree.map(lambda x: x.reshape((n, micro_batch) + x.shape[1:]), batch)
 
-        def micro_loss(params, mb, key):
-            logp, ent = response_logprobs(
-                model_cfg, params, mb["input_ids"], mb["attention_mask"], prompt_len, temperature=temperature
-            )
-            num, den, metrics = token_terms(logp, ent, mb, mb["mask"], key)
+        def micro_tokens(params, mb):
+            ids, am = mb["input_ids"], mb["attention_mask"]
+            return response_logprobs(model_cfg, params, ids, am, prompt_len, temperature=temperature)
+
+        def micro_rows(mb):
+            return mb, mb["mask"]
+
+        whole = lambda stacked: stacked.reshape(b, -1)
+
+    def add(acc, new):
+        return jax.tree.map(jnp.add, acc, new)
+
+    zeros_g = jax.tree.map(jnp.zeros_like, state.params)
+    if minibatch_statistics(algo_cfg):
+        # Statistics over the whole mini-batch (Clip-Cov / KL-Cov covariances, top-k counts, the entropy
+        # quantile), however micro-batches are formed: one forward for every token's log-prob and entropy,
+        # the loss on [B, R] once, then each micro-batch backpropagates its share of d loss / d (logp, H).
+        _, (logp_n, ent_n) = jax.lax.scan(lambda c, x: (c, micro_tokens(state.params, x)), None, xs)
+        logp_all, ent_all = whole(logp_n), whole(ent_n)
+        key = jax.random.split(rng, 1)[0]
+        loss_fn = lambda lp, en: token_terms(lp, en, batch, batch["mask"], key)
+        (num, den, msum), vjp_fn = jax.vjp(loss_fn, logp_all, ent_all)
+        g_logp, g_ent = vjp_fn((jnp.float32(1.0), jnp.zeros_like(den), jax.tree.map(jnp.zeros_like, msum)))
+        if "segment_ids" in batch:
+            cot_xs, split = xs, lambda x: (x, (g_logp, g_ent))
+        else:
+            cot_xs = (xs, g_logp.reshape(n, micro_batch, -1), g_ent.reshape(n, micro_batch, -1))
+            split = lambda x: (x[0], (x[1], x[2]))
+
+        def vjp_body(g_acc, x):
+            x, cot = split(x)
+            _, pull = jax.vjp(lambda p: micro_tokens(p, x), state.params)
+            return add(g_acc, pull(cot)[0]), None
+
+        grads, _ = jax.lax.scan(vjp_body, zeros_g, cot_xs)
+    else:
+
+        def micro_loss(params, x, key):
+            logp, ent = micro_tokens(params, x)
+            rows, mask = micro_rows(x)
+            num, den, metrics = token_terms(logp, ent, rows, mask, key)
+            if "segment_ids" in batch and algo_cfg.loss_agg_mode == "seq-mean-token-sum-norm":
+                norm_len = algo_cfg.loss_norm_len or mask.shape[1]  # B * norm_len over this micro-batch's rows
+                den = jnp.sum(batch["micro_index"] == x[1], dtype=jnp.float32) * norm_len
             return num, (den, metrics)
 
-    keys = jax.random.split(rng, n)
-    grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+        keys = jax.random.split(rng, n)
+        grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
 
-    def body(carry, xs):
-        g_acc, num_acc, den_acc, m_acc = carry
-        mb, key = xs
-        (num, (den, metrics)), g = grad_fn(state.params, mb, key)
-        g_acc = jax.tree.map(jnp.add, g_acc, g)
-        m_acc = jax.tree.map(jnp.add, m_acc, metrics)
-        return (g_acc, num_acc + num, den_acc + den, m_acc), None
+        def body(carry, x):
+            g_acc, num_acc, den_acc, m_acc = carry
+            mb, key = x
+            (num, (den, metrics)), g = grad_fn(state.params, mb, key)
+            return (add(g_acc, g), num_acc + num, den_acc + den, add(m_acc, metrics)), None
 
-    m0 = jax.eval_shape(lambda: micro_loss(state.params, jax.tree.map(lambda x: x[0], xs), keys[0])[1][1])
-    zeros_m = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), m0)
-    zeros_g = jax.tree.map(jnp.zeros_like, state.params)
-    (grads, num, den, msum), _ = jax.lax.scan(body, (zeros_g, 0.0, 0.0, zeros_m), (xs, keys))
+        m0 = jax.eval_shape(lambda: micro_loss(state.params, jax.tree.map(lambda x: x[0], xs), keys[0])[1][1])
+        zeros_m = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), m0)
+        (grads, num, den, msum), _ = jax.lax.scan(body, (zeros_g, 0.0, 0.0, zeros_m), (xs, keys))
 
     den = jnp.maximum(den, 1e-8)
     grads = jax.tree.map(lambda g: g / den, grads)

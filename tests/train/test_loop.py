@@ -82,6 +82,7 @@ def test_resume_is_exact(full_run, tmp_path):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_padded_updates_match_packed_ones(full_run, tmp_path):
     """``train.packing=False`` trains on padded rows: the first step (same rollout) matches the packed run."""
     wd, _ = full_run

@@ -64,21 +64,30 @@ def test_packed_scoring_matches_padded(setup):
     assert np.all(np.asarray(old_pk)[~m] == 0)
 
 
-# One mode in the fast suite (per-sequence means: the mode most sensitive to where sequences sit); the others
-# compile two more train steps each (~10 s of CPU apiece), so they are marked slow.
-@pytest.mark.parametrize(
-    "mode", [m if m == "seq-mean-token-mean" else pytest.param(m, marks=pytest.mark.slow) for m in algos.AGG_MODES]
-)
-def test_packed_update_matches_padded(setup, mode):
-    batch, params, padded, packed, plan, (old_pad, *_) = setup
-    algo = algos.AlgoConfig(
-        group_size=2,
-        loss_agg_mode=mode,
+# Fast: per-sequence means (the mode most sensitive to where sequences sit) with KL, entropy bonus, Pos-Adv
+# and truncation masking; and KL-Cov with the high-entropy quantile, whose statistics are taken over the
+# mini-batch (train.step.minibatch_statistics) in both layouts. The other modes compile two more train steps
+# each (~10 s of CPU apiece), so they are marked slow.
+CASES = [
+    dict(
+        loss_agg_mode="seq-mean-token-mean",
         kl_coef=0.1,
         entropy_coef=0.01,
         pos_adv_mode="constant",
-        mask_truncated=mode == "seq-mean-token-mean",
-    )
+        mask_truncated=True,
+    ),
+    dict(loss_agg_mode="token-mean", loss_variant="kl_cov", kl_cov_ratio=0.2, high_entropy_only=True),
+] + [
+    pytest.param(dict(loss_agg_mode=m, kl_coef=0.1, entropy_coef=0.01, pos_adv_mode="constant"), marks=pytest.mark.slow)
+    for m in algos.AGG_MODES
+    if m != "seq-mean-token-mean"
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_packed_update_matches_padded(setup, case):
+    batch, params, padded, packed, plan, (old_pad, *_) = setup
+    algo = algos.AlgoConfig(group_size=2, **case)
     tx = optax.sgd(1.0)
     extra = {"old_logp": old_pad - 0.05, "ref_logp": old_pad + jnp.asarray(batch["ref_delta"])}
     outs = []
