@@ -99,18 +99,8 @@ def test_packed_update_matches_padded(setup, case):
             step=jnp.int32(0), params=params, opt_state=tx.init(params), knobs=algos.initial_step_state(algo)
         )
         state = jax.tree.map(jnp.copy, state)
-        new, metrics = train_step(
-            state,
-            b,
-            jax.random.key(1),
-            model_cfg=CFG,
-            algo_cfg=algo,
-            tx=tx,
-            prompt_len=P,
-            temperature=0.7,
-            micro_batch=micro,
-        )
-        outs.append((new, metrics))
+        kw = dict(model_cfg=CFG, algo_cfg=algo, tx=tx, prompt_len=P, temperature=0.7, micro_batch=micro)
+        outs.append(train_step(state, b, jax.random.key(1), **kw))
     (a, ma), (p, mp) = outs
     assert float(ma["skipped"]) == 0.0 and abs(float(ma["loss"])) > 0
     for k in ma:
