@@ -14,7 +14,8 @@ Implementations (``impl``):
     tiny problems.
   ``"xla_blockwise"``: queries in blocks of ``block_q``, keys in blocks of ``block_k``; for each query block a
     loop over only the key blocks that can hold an allowed key (a per-block-pair table from block summaries of
-    slots, segment ids and the kv mask; fully masked pairs are skipped with ``lax.cond``), keeping a running
+    slots, segment ids and the kv mask, for all rows at once so the batch axis stays shardable; fully masked
+    pairs are skipped with ``lax.cond``), keeping a running
     max / normaliser / accumulator (online softmax, Milakov & Gimelshein 2018; FlashAttention, Dao et al.
     2022). The backward is a ``custom_vjp`` that recomputes each block's probabilities from the saved
     log-sum-exp (FlashAttention-2's backward, Dao 2023), so neither pass stores anything ``[T, S]``: memory
@@ -221,11 +222,17 @@ def _range(needed_row):
     return jnp.minimum(lo, hi), hi
 
 
+def _slice(x, i, size):
+    """Block ``i`` of ``size`` along axis 1 (the sequence axis of every [B, T, ...] array)."""
+    return jax.lax.dynamic_slice_in_dim(x, i * size, size, axis=1)
+
+
 def _pair(q, k, q_slots, q_seg, kv_seg, kv_valid, scale):
-    """Scores [KV, G, bq, bk] (float32, scaled) and the exact mask [bq, bk] of one block pair."""
-    s = jnp.einsum("qkgd,skd->kgqs", q, k, preferred_element_type=jnp.float32) * scale
-    ok = (jnp.arange(k.shape[0])[None, :] <= q_slots[:, None]) & kv_valid[None, :]
-    ok = ok & (q_seg[:, None] == kv_seg[None, :])
+    """Scores [B, KV, G, bq, bk] (float32, scaled) and the exact mask [B, bq, bk] of one block pair
+    (``q_slots`` relative to the key block's first slot)."""
+    s = jnp.einsum("bqkgd,bskd->bkgqs", q, k, preferred_element_type=jnp.float32) * scale
+    ok = (jnp.arange(k.shape[1])[None, None, :] <= q_slots[:, :, None]) & kv_valid[:, None, :]
+    ok = ok & (q_seg[:, :, None] == kv_seg[:, None, :])
     return s, ok
 
 
@@ -239,7 +246,10 @@ def _prepare(q, k, v, q_slots, q_seg, kv_seg, kv_valid, bq, bk):
     q_seg = _pad_to(q_seg, tp, 1, 0)
     kv_seg = _pad_to(kv_seg, sp, 1, 0)
     kv_valid = _pad_to(kv_valid, sp, 1, False)
-    needed = _block_table(q_slots, q_seg, kv_seg, kv_valid, bq, bk)
+    # Blocks are processed for all rows at once (the batch axis stays a parallel axis that a mesh can
+    # shard); a block pair is visited if any row needs it, and the loops run over the union of the rows'
+    # ranges (contiguous for causal, left-padded and packed rows, so little is visited in vain).
+    needed = jnp.any(_block_table(q_slots, q_seg, kv_seg, kv_valid, bq, bk), axis=0)  # [nQ, nK]
     return q, k, v, q_slots, q_seg, kv_seg, kv_valid, needed
 
 
@@ -256,47 +266,42 @@ def _blockwise_fwd(q, k, v, q_slots, q_seg, kv_seg, kv_valid, bq, bk):
     qp, kp, vp, qsl, qsg, ksg, kvv, needed = _prepare(q, k, v, q_slots, q_seg, kv_seg, kv_valid, bq, bk)
     nq = qp.shape[1] // bq
 
-    def one_q_block(idx):
-        bi, qi = idx // nq, idx % nq
-        qb = jax.lax.dynamic_slice_in_dim(qp[bi], qi * bq, bq)  # [bq, KV, G, Hd]
-        qs = jax.lax.dynamic_slice_in_dim(qsl[bi], qi * bq, bq)
-        qg = jax.lax.dynamic_slice_in_dim(qsg[bi], qi * bq, bq)
-        row = needed[bi, qi]
+    def one_q_block(qi):
+        qb, qs, qg = _slice(qp, qi, bq), _slice(qsl, qi, bq), _slice(qsg, qi, bq)
+        row = needed[qi]
         lo, hi = _range(row)
 
         def step(j, carry):
             def compute(carry):
                 m, norm, acc = carry
-                kb = jax.lax.dynamic_slice_in_dim(kp[bi], j * bk, bk)
-                vb = jax.lax.dynamic_slice_in_dim(vp[bi], j * bk, bk)
-                ks = jax.lax.dynamic_slice_in_dim(ksg[bi], j * bk, bk)
-                kvb = jax.lax.dynamic_slice_in_dim(kvv[bi], j * bk, bk)
-                s, ok = _pair(qb, kb, qs - j * bk, qg, ks, kvb, scale)
-                s = jnp.where(ok, s, NEG_INF)
-                m_new = jnp.maximum(m, jnp.max(s, axis=-1))
-                p = jnp.where(ok, jnp.exp(s - m_new[..., None]), 0.0)
+                vb = _slice(vp, j, bk)
+                sc, ok = _pair(qb, _slice(kp, j, bk), qs - j * bk, qg, _slice(ksg, j, bk), _slice(kvv, j, bk), scale)
+                ok = ok[:, None, None]
+                sc = jnp.where(ok, sc, NEG_INF)
+                m_new = jnp.maximum(m, jnp.max(sc, axis=-1))
+                p = jnp.where(ok, jnp.exp(sc - m_new[..., None]), 0.0)
                 corr = jnp.exp(m - m_new)
                 norm = norm * corr + jnp.sum(p, axis=-1)
-                pv = jnp.einsum("kgqs,skd->kgqd", p.astype(vb.dtype), vb, preferred_element_type=jnp.float32)
+                pv = jnp.einsum("bkgqs,bskd->bkgqd", p.astype(vb.dtype), vb, preferred_element_type=jnp.float32)
                 return m_new, norm, acc * corr[..., None] + pv
 
             return jax.lax.cond(row[j], compute, lambda c: c, carry)
 
         init = (
-            jnp.full((kv, g, bq), NEG_INF, jnp.float32),
-            jnp.zeros((kv, g, bq), jnp.float32),
-            jnp.zeros((kv, g, bq, hd), jnp.float32),
+            jnp.full((b, kv, g, bq), NEG_INF, jnp.float32),
+            jnp.zeros((b, kv, g, bq), jnp.float32),
+            jnp.zeros((b, kv, g, bq, hd), jnp.float32),
         )
         m, norm, acc = jax.lax.fori_loop(lo, hi, step, init)
         has = norm > 0
         safe = jnp.where(has, norm, 1.0)
         out = acc / safe[..., None]
         lse = jnp.where(has, m + jnp.log(safe), 0.0)
-        return out.transpose(2, 0, 1, 3), lse.transpose(2, 0, 1)  # [bq, KV, G, Hd], [bq, KV, G]
+        return out.transpose(0, 3, 1, 2, 4), lse.transpose(0, 3, 1, 2)  # [B, bq, KV, G, Hd], [B, bq, KV, G]
 
-    out, lse = jax.lax.map(one_q_block, jnp.arange(b * nq))
-    out = out.reshape(b, nq * bq, n, hd)[:, :t].astype(q.dtype)
-    lse = lse.reshape(b, nq * bq, kv, g)
+    out, lse = jax.lax.map(one_q_block, jnp.arange(nq))  # [nQ, B, bq, ...]
+    out = out.swapaxes(0, 1).reshape(b, nq * bq, n, hd)[:, :t].astype(q.dtype)
+    lse = lse.swapaxes(0, 1).reshape(b, nq * bq, kv, g)
     return out, (q, k, v, q_slots, q_seg, kv_seg, kv_valid, out, lse)
 
 
@@ -312,60 +317,54 @@ def _blockwise_bwd(bq, bk, res, d_out):
     do = _pad_to(d_out.astype(jnp.float32), tp, 1, 0).reshape(b, tp, kv, g, hd)
     delta = jnp.sum(do * _pad_to(out.astype(jnp.float32), tp, 1, 0).reshape(b, tp, kv, g, hd), axis=-1)  # [B,Tp,KV,G]
 
-    def probs(bi, qi, j):
-        """Block pair (qi, j) of row bi: probabilities p and d(scores) [KV, G, bq, bk], and the q / k blocks."""
-        qb = jax.lax.dynamic_slice_in_dim(qp[bi], qi * bq, bq)
-        kb = jax.lax.dynamic_slice_in_dim(kp[bi], j * bk, bk)
-        vb = jax.lax.dynamic_slice_in_dim(vp[bi], j * bk, bk)
-        qs = jax.lax.dynamic_slice_in_dim(qsl[bi], qi * bq, bq)
-        qg = jax.lax.dynamic_slice_in_dim(qsg[bi], qi * bq, bq)
-        ks = jax.lax.dynamic_slice_in_dim(ksg[bi], j * bk, bk)
-        kvb = jax.lax.dynamic_slice_in_dim(kvv[bi], j * bk, bk)
-        lb = jax.lax.dynamic_slice_in_dim(lse[bi], qi * bq, bq).transpose(1, 2, 0)  # [KV, G, bq]
-        dob = jax.lax.dynamic_slice_in_dim(do[bi], qi * bq, bq)  # [bq, KV, G, Hd]
-        db = jax.lax.dynamic_slice_in_dim(delta[bi], qi * bq, bq).transpose(1, 2, 0)
-        sc, ok = _pair(qb, kb, qs - j * bk, qg, ks, kvb, scale)
-        p = jnp.where(ok, jnp.exp(sc - lb[..., None]), 0.0)
-        dp = jnp.einsum("qkgd,skd->kgqs", dob, vb.astype(jnp.float32))
+    def probs(qi, j):
+        """Block pair (qi, j): probabilities p and d(scores) [B, KV, G, bq, bk], and the q / k / dout blocks."""
+        qb, kb, vb = _slice(qp, qi, bq), _slice(kp, j, bk), _slice(vp, j, bk)
+        sc, ok = _pair(
+            qb, kb, _slice(qsl, qi, bq) - j * bk, _slice(qsg, qi, bq), _slice(ksg, j, bk), _slice(kvv, j, bk), scale
+        )
+        lb = _slice(lse, qi, bq).transpose(0, 2, 3, 1)  # [B, KV, G, bq]
+        dob = _slice(do, qi, bq)  # [B, bq, KV, G, Hd]
+        db = _slice(delta, qi, bq).transpose(0, 2, 3, 1)
+        p = jnp.where(ok[:, None, None], jnp.exp(sc - lb[..., None]), 0.0)
+        dp = jnp.einsum("bqkgd,bskd->bkgqs", dob, vb.astype(jnp.float32))
         ds = p * (dp - db[..., None])
         return p, ds, qb, kb, dob
 
-    def dq_block(idx):
-        bi, qi = idx // nq, idx % nq
-        row = needed[bi, qi]
+    def dq_block(qi):
+        row = needed[qi]
         lo, hi = _range(row)
 
         def step(j, acc):
             def compute(acc):
-                _, ds, _, kb, _ = probs(bi, qi, j)
-                return acc + jnp.einsum("kgqs,skd->qkgd", ds, kb.astype(jnp.float32)) * scale
+                _, ds, _, kb, _ = probs(qi, j)
+                return acc + jnp.einsum("bkgqs,bskd->bqkgd", ds, kb.astype(jnp.float32)) * scale
 
             return jax.lax.cond(row[j], compute, lambda a: a, acc)
 
-        return jax.lax.fori_loop(lo, hi, step, jnp.zeros((bq, kv, g, hd), jnp.float32))
+        return jax.lax.fori_loop(lo, hi, step, jnp.zeros((b, bq, kv, g, hd), jnp.float32))
 
-    def dkv_block(idx):
-        bi, j = idx // nk, idx % nk
-        col = needed[bi, :, j]
+    def dkv_block(j):
+        col = needed[:, j]
         lo, hi = _range(col)
 
         def step(qi, carry):
             def compute(carry):
                 dk, dv = carry
-                p, ds, qb, _, dob = probs(bi, qi, j)
-                dv = dv + jnp.einsum("kgqs,qkgd->skd", p, dob)
-                dk = dk + jnp.einsum("kgqs,qkgd->skd", ds, qb.astype(jnp.float32)) * scale
+                p, ds, qb, _, dob = probs(qi, j)
+                dv = dv + jnp.einsum("bkgqs,bqkgd->bskd", p, dob)
+                dk = dk + jnp.einsum("bkgqs,bqkgd->bskd", ds, qb.astype(jnp.float32)) * scale
                 return dk, dv
 
             return jax.lax.cond(col[qi], compute, lambda c: c, carry)
 
-        zero = jnp.zeros((bk, kv, hd), jnp.float32)
+        zero = jnp.zeros((b, bk, kv, hd), jnp.float32)
         return jax.lax.fori_loop(lo, hi, step, (zero, zero))
 
-    dq = jax.lax.map(dq_block, jnp.arange(b * nq)).reshape(b, tp, n, hd)[:, :t]
-    dk, dv = jax.lax.map(dkv_block, jnp.arange(b * nk))
-    dk = dk.reshape(b, sp, kv, hd)[:, :s]
-    dv = dv.reshape(b, sp, kv, hd)[:, :s]
+    dq = jax.lax.map(dq_block, jnp.arange(nq)).swapaxes(0, 1).reshape(b, tp, n, hd)[:, :t]
+    dk, dv = jax.lax.map(dkv_block, jnp.arange(nk))
+    dk = dk.swapaxes(0, 1).reshape(b, sp, kv, hd)[:, :s]
+    dv = dv.swapaxes(0, 1).reshape(b, sp, kv, hd)[:, :s]
     return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype), None, None, None, None
 
 
