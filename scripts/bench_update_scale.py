@@ -2,17 +2,17 @@
 
     python scripts/bench_update_scale.py [--json] [--repeats 3] [--max_new_tokens 2048]
 
-One rollout batch with long-tailed response lengths (exponential, mean ``max_new_tokens / 8``, clipped at
-``max_new_tokens``; prompts of ``prompt_len / 2 .. prompt_len`` tokens) goes through one full update (every
-mini-batch, real optimizer) twice in the same process, from the same state: padded as before packing
-(every row ``prompt_len + max_new_tokens`` slots, ``--micro_batch`` rows per forward/backward, the dense
-attention formula) and packed (``train.packing.pack_batch`` with ``--max_tokens`` slots per micro-batch,
-blockwise attention). Wall times exclude compilation (one warm-up update each) and are the best of
-``--repeats``. Prints one JSON object (``--json``) with ``update_slots_per_useful_token`` (packed slots
-computed per real token), ``padded_slots_per_useful_token``, ``update_speedup_vs_padded``,
-``max_abs_loss_diff`` (per mini-batch), ``max_abs_param_diff`` after the update, and
-``packed_shapes_20_steps``: the distinct packed shapes (one XLA compilation each) of 20 steps of fresh
-batches from the same length distribution.
+One rollout batch with long-tailed response lengths (the quantiles of an exponential of mean
+``max_new_tokens / 8``, clipped at ``max_new_tokens``; prompts of ``prompt_len / 2 .. prompt_len`` tokens)
+goes through one full update (every mini-batch, real optimizer) twice in the same process, from the same
+state: padded as before packing (every row ``prompt_len + max_new_tokens`` slots, ``--micro_batch`` rows
+per forward/backward, the dense attention formula) and packed (``train.packing.pack_batch`` with
+``--max_tokens`` slots per micro-batch, blockwise attention). Wall times exclude compilation (one warm-up
+update each) and are the best of ``--repeats``. Prints one JSON object (``--json``) with
+``update_slots_per_useful_token`` (packed slots computed per real token), ``padded_slots_per_useful_token``,
+``update_speedup_vs_padded``, ``max_abs_loss_diff`` (per mini-batch), ``max_abs_param_diff`` after the
+update, and ``packed_shapes_20_steps``: the distinct packed shapes (one XLA compilation each) of 20 steps of
+fresh batches from the same length distribution.
 """
 
 from __future__ import annotations
@@ -42,10 +42,16 @@ def add_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=0)
 
 
-def _lengths(rng, n, args):
+def _lengths(rng, n, args, *, quantiles=False):
+    """Prompt and response lengths; responses exponential with mean max_new_tokens / 8 (drawn, or with
+    ``quantiles`` the n evenly spaced quantiles in a shuffled order: the measured batch has exactly the
+    intended shape, mean ~1/8 of the maximum and p99 > 3x the mean)."""
     import numpy as np
 
-    r = np.minimum(np.ceil(rng.exponential(args.max_new_tokens / 8, n)), args.max_new_tokens).astype(int)
+    mean = args.max_new_tokens / 8
+    r = -mean * np.log1p(-(np.arange(n) + 0.5) / n) if quantiles else rng.exponential(mean, n)
+    r = rng.permutation(r) if quantiles else r
+    r = np.minimum(np.ceil(r), args.max_new_tokens).astype(int)
     p = rng.integers(args.prompt_len // 2, args.prompt_len + 1, n)
     return p, np.maximum(r, 1)
 
@@ -54,7 +60,7 @@ def _rollout(rng, args):
     import numpy as np
 
     b, pl, rl = args.batch, args.prompt_len, args.max_new_tokens
-    p, r = _lengths(rng, b, args)
+    p, r = _lengths(rng, b, args, quantiles=True)
     am = np.concatenate([np.arange(pl)[None] >= pl - p[:, None], np.arange(rl)[None] < r[:, None]], 1)
     ids = rng.integers(3, args.vocab, (b, pl + rl)) * am
     mask = am[:, pl:].astype(np.int32)

@@ -160,25 +160,36 @@ def unpack_tokens(x_RW, token_index_BR, response_len_B):
     return jnp.where(valid, jnp.take(x_RW.reshape(-1), token_index_BR, axis=0), 0.0)
 
 
+def _micro_tokens(model_cfg, params, batch, x, temperature):
+    """(log-probs, entropies) [B, R] of packed micro-batch ``x = (rows, m)``; 0 outside its sequences."""
+    rows, m = x
+    logp, ent = packed_logprobs(model_cfg, params, rows, temperature=temperature)
+    in_mb = (batch["micro_index"] == m)[:, None]
+    unpack = lambda v: unpack_tokens(v, batch["token_index"], batch["response_len"]) * in_mb
+    return unpack(logp), unpack(ent)
+
+
+def packed_tokens(model_cfg, params, batch: dict, rows: int, *, temperature: float):
+    """(log-probs, entropies) [B, R] of every response token of a packed batch: a scan over its micro-batches,
+    each filling its sequences' entries (accumulated, never stacked as [n_micro, B, R])."""
+    micro = _packed_micro(batch, rows)
+    n = micro["input_ids"].shape[0]
+
+    def body(acc, x):
+        logp, ent = _micro_tokens(model_cfg, params, batch, x, temperature)
+        return (acc[0] + logp, acc[1] + ent), None
+
+    zeros = jnp.zeros(batch["token_index"].shape, jnp.float32)
+    return jax.lax.scan(body, (zeros, zeros), (micro, jnp.arange(n)))[0]
+
+
 def score_tokens_fn(model_cfg, params, input_ids_BS, attention_mask_BS, *, prompt_len, temperature, micro_batch):
     """Old / reference log-probs and entropies [B, R] of a rollout batch, ``micro_batch`` rows at a time.
 
     ``input_ids_BS`` may instead be a packed batch (dict, ``attention_mask_BS`` None); ``micro_batch`` is
     then the rows per micro-batch of the packing plan."""
     if isinstance(input_ids_BS, dict):
-        batch = input_ids_BS
-        micro = _packed_micro(batch, micro_batch)
-        n = micro["input_ids"].shape[0]
-
-        def packed_body(_, xs):
-            rows, m = xs
-            logp, ent = packed_logprobs(model_cfg, params, rows, temperature=temperature)
-            in_mb = (batch["micro_index"] == m)[:, None]
-            unpack = lambda x: unpack_tokens(x, batch["token_index"], batch["response_len"]) * in_mb
-            return None, (unpack(logp), unpack(ent))
-
-        _, (logp, ent) = jax.lax.scan(packed_body, None, (micro, jnp.arange(n)))
-        return logp.sum(0), ent.sum(0)
+        return packed_tokens(model_cfg, params, input_ids_BS, micro_batch, temperature=temperature)
     b = input_ids_BS.shape[0]
     n = b // micro_batch
     ids = input_ids_BS.reshape(n, micro_batch, -1)
@@ -248,16 +259,14 @@ def train_step_fn(
         xs = (xs, jnp.arange(n))
 
         def micro_tokens(params, x):  # [B, R], zero outside the micro-batch's sequences
-            rows, m = x
-            logp_p, ent_p = packed_logprobs(model_cfg, params, rows, temperature=temperature)
-            in_mb = (batch["micro_index"] == m)[:, None]
-            unpack = lambda v: unpack_tokens(v, batch["token_index"], batch["response_len"]) * in_mb
-            return unpack(logp_p), unpack(ent_p)
+            return _micro_tokens(model_cfg, params, batch, x, temperature)
 
         def micro_rows(x):
             return batch, batch["mask"] * (batch["micro_index"] == x[1])[:, None]
 
-        whole = lambda stacked: stacked.sum(0)
+        def all_tokens(params):
+            return packed_tokens(model_cfg, params, batch, micro_batch, temperature=temperature)
+
     else:
         b = batch["input_ids"].shape[0]
         n = b // micro_batch
@@ -270,7 +279,9 @@ def train_step_fn(
         def micro_rows(mb):
             return mb, mb["mask"]
 
-        whole = lambda stacked: stacked.reshape(b, -1)
+        def all_tokens(params):
+            _, (logp_n, ent_n) = jax.lax.scan(lambda c, x: (c, micro_tokens(params, x)), None, xs)
+            return logp_n.reshape(b, -1), ent_n.reshape(b, -1)
 
     def add(acc, new):
         return jax.tree.map(jnp.add, acc, new)
@@ -280,8 +291,7 @@ def train_step_fn(
         # Statistics over the whole mini-batch (Clip-Cov / KL-Cov covariances, top-k counts, the entropy
         # quantile), however micro-batches are formed: one forward for every token's log-prob and entropy,
         # the loss on [B, R] once, then each micro-batch backpropagates its share of d loss / d (logp, H).
-        _, (logp_n, ent_n) = jax.lax.scan(lambda c, x: (c, micro_tokens(state.params, x)), None, xs)
-        logp_all, ent_all = whole(logp_n), whole(ent_n)
+        logp_all, ent_all = all_tokens(state.params)
         key = jax.random.split(rng, 1)[0]
         loss_fn = lambda lp, en: token_terms(lp, en, batch, batch["mask"], key)
         (num, den, msum), vjp_fn = jax.vjp(loss_fn, logp_all, ent_all)
