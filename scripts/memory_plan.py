@@ -125,15 +125,15 @@ def main(argv):
         r["micro_batch"], r["tokens"] = micro_batch or per, tokens
         r["per_device_gib"] = r["peak"] / sharding.GIB
         r["fits"] = r["per_device_gib"] <= FLAGS.budget_gib
-        if not FLAGS.json:
-            what = f"{tokens:6d} tokens per device" if tokens else f"micro-batch {micro_batch:4d}"
-            print(
-                f"{what}: {r['per_device_gib']:7.2f} GiB per device "
-                f"(state {r['state'] / sharding.GIB:.2f}, temp {r['temp'] / sharding.GIB:.2f}; "
-                f"compile {r['compile_s']:.0f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
+        # progress on stderr (the --json object goes to stdout)
+        what = f"{tokens:6d} tokens per device" if tokens else f"micro-batch {micro_batch:4d}"
+        print(
+            f"{what}: {r['per_device_gib']:7.2f} GiB per device "
+            f"(state {r['state'] / sharding.GIB:.2f}, temp {r['temp'] / sharding.GIB:.2f}; "
+            f"compile {r['compile_s']:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
         tried.append(r)
         return r
 
