@@ -13,7 +13,8 @@ With packing (``train.packing``, the default; ``--layout`` overrides) the plan i
 micro-step: the packed step is compiled at 2304 and 9216 slots per device (the temporaries per token of the
 two are reported: attention is linear in memory, so they should be close), the temporaries are fitted as
 ``a + b * tokens``, and the largest multiple of 1024 slots predicted to fit ``--budget_gib`` is compiled
-to check it (stepping down until it fits); it is reported as ``tokens_per_device``.
+to check it (if it does not fit, a secant through the 9216 probe and the failed plan gives the next
+guess, with a 2% margin); it is reported as ``tokens_per_device``.
 
 By default the devices are fake CPU devices (``--xla_force_host_platform_device_count``); the compiled
 program is XLA:CPU's, whose fusion and scheduling differ from XLA:GPU's (see docs/mesh.md for how
@@ -148,14 +149,18 @@ def main(argv):
         slope = (hi["temp"] - lo["temp"]) / (9216 - 2304)
         fixed = hi["peak"] - slope * 9216  # peak at zero tokens, if the temporaries are linear
         guess = int((FLAGS.budget_gib * sharding.GIB - fixed) / max(slope, 1.0)) // 1024 * 1024
-        guess = min(guess, 1 << 20)  # our choice: no plan beyond 1M slots per device
-        for n in (guess, guess * 15 // 16 // 1024 * 1024, guess * 7 // 8 // 1024 * 1024):
-            if n < 1024:
+        for _ in range(4):  # check the guess; if it does not fit, a secant through the last two plans
+            guess = min(guess, 1 << 20)  # our choice: no plan beyond 1M slots per device
+            if guess < 1024:
                 break
-            r = plan(tokens=n)
+            r = plan(tokens=guess)
             if r["fits"]:
                 chosen = r
                 break
+            a, b = sorted((hi, r), key=lambda x: x["tokens"])
+            slope = (b["peak"] - a["peak"]) / max(b["tokens"] - a["tokens"], 1)
+            target = a["tokens"] + (FLAGS.budget_gib * sharding.GIB - a["peak"]) / max(slope, 1.0)
+            guess = min(int(target * 0.98) // 1024 * 1024, guess - 1024)  # 2% margin for the curvature
         if chosen is None:
             chosen = max((r for r in tried if r["fits"]), key=lambda r: r["tokens"], default=None)
     else:
