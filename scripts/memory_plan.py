@@ -9,6 +9,13 @@ max_new_tokens`` tokens, or ``--mini_batch``) and micro-batch, and compiled for 
 from the whole mini-batch down to one row per device are tried, largest first, and the largest that fits
 ``--budget_gib`` (80) is reported. Also prints the sampler's KV cache for ``--sample_batch`` rows.
 
+With packing (``train.packing``, the default; ``--layout`` overrides) the plan is by tokens per device per
+micro-step: the packed step is compiled at 2304 and 9216 slots per device (the temporaries per token of the
+two are reported: attention is linear in memory, so they should be close), the temporaries are fitted as
+``a + b * tokens``, and the largest multiple of 1024 slots predicted to fit ``--budget_gib`` is compiled
+to check it (if it does not fit, a secant through the 9216 probe and the failed plan gives the next
+guess, with a 2% margin); it is reported as ``tokens_per_device``.
+
 By default the devices are fake CPU devices (``--xla_force_host_platform_device_count``); the compiled
 program is XLA:CPU's, whose fusion and scheduling differ from XLA:GPU's (see docs/mesh.md for how
 faithful that is). ``--backend=gpu`` compiles for the real local accelerators instead (needs as many).
@@ -53,7 +60,9 @@ flags.DEFINE_string("mesh", "1,8,1", "mesh shape data,fsdp,tensor")
 flags.DEFINE_enum("backend", "cpu", ["cpu", "gpu"], "compile for fake CPU devices or the local accelerators")
 flags.DEFINE_bool("json", False, "print one JSON object instead of the table")
 flags.DEFINE_integer("mini_batch", 0, "sequences per optimizer update (0: mini_batch_prompts x group_size)")
-flags.DEFINE_integer("micro_batch", 0, "sequences per forward/backward (0: the largest that fits)")
+flags.DEFINE_integer("micro_batch", 0, "padded: sequences per forward/backward (0: the largest that fits)")
+flags.DEFINE_enum("layout", "", ["", "packed", "padded"], "update layout ('': the config's train.packing)")
+flags.DEFINE_integer("tokens", 0, "packed: token slots per device per micro-step (0: the largest that fits)")
 flags.DEFINE_float("budget_gib", 80.0, "memory per device to fit in")
 flags.DEFINE_string("param_dtype", "", "override model.param_dtype (e.g. bfloat16)")
 flags.DEFINE_string("opt_dtype", "float32", "dtype of the Adam moments ('' = the param dtype)")
@@ -97,15 +106,10 @@ def main(argv):
     tx = make_optimizer(config_lib.optim_config(c))
     mini = FLAGS.mini_batch or c.train.mini_batch_prompts * rc.group_size
     per = sharding.batch_divisor(mesh)
-    if FLAGS.micro_batch:
-        candidates = [FLAGS.micro_batch]
-    else:  # the largest micro-batch that fits: from the whole mini-batch down to one row per device
-        candidates = sorted({mb for mb in range(per, mini + 1, per) if mini % mb == 0}, reverse=True)
-    if not candidates or mini % per or any(mini % mb or mb % per for mb in candidates):
-        raise app.UsageError(f"mini-batch {mini} / micro-batch {candidates} do not split over data x fsdp = {per}")
     opt_dtype = jnp.dtype(FLAGS.opt_dtype) if FLAGS.opt_dtype else None
-    tried, chosen = [], None
-    for mb in candidates:
+    packed = FLAGS.layout == "packed" or (FLAGS.layout == "" and c.train.packing)
+
+    def plan(micro_batch=0, tokens=0):
         r = train_step_memory(
             pl,
             algo_cfg=algo_cfg,
@@ -113,26 +117,63 @@ def main(argv):
             mini_batch=mini,
             prompt_len=rc.max_prompt_len,
             response_len=rc.max_new_tokens,
-            micro_batch=mb,
+            micro_batch=micro_batch,
             opt_dtype=opt_dtype,
             temperature=rc.temperature,
             with_ref_logp=algo_cfg.uses_kl,
+            tokens_per_device=tokens,
         )
-        r["micro_batch"] = mb
+        r["micro_batch"], r["tokens"] = micro_batch or per, tokens
         r["per_device_gib"] = r["peak"] / sharding.GIB
         r["fits"] = r["per_device_gib"] <= FLAGS.budget_gib
+        # progress on stderr (the --json object goes to stdout)
+        what = f"{tokens:6d} tokens per device" if tokens else f"micro-batch {micro_batch:4d}"
+        print(
+            f"{what}: {r['per_device_gib']:7.2f} GiB per device "
+            f"(state {r['state'] / sharding.GIB:.2f}, temp {r['temp'] / sharding.GIB:.2f}; "
+            f"compile {r['compile_s']:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
         tried.append(r)
-        if not FLAGS.json:
-            print(
-                f"micro-batch {mb:4d}: {r['per_device_gib']:7.2f} GiB per device "
-                f"(state {r['state'] / sharding.GIB:.2f}, temp {r['temp'] / sharding.GIB:.2f}; "
-                f"compile {r['compile_s']:.0f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
-        if r["fits"]:
-            chosen = r
-            break
+        return r
+
+    tried, chosen, linearity = [], None, None
+    if mini % per:
+        raise app.UsageError(f"mini-batch {mini} does not split over data x fsdp = {per}")
+    if packed and FLAGS.tokens:
+        chosen = plan(tokens=FLAGS.tokens)
+    elif packed:  # two probes, a linear fit of the temporaries, then the largest predicted fit, checked
+        lo, hi = plan(tokens=2304), plan(tokens=9216)
+        linearity = {n: r["temp"] / n for n, r in ((2304, lo), (9216, hi))}
+        slope = (hi["temp"] - lo["temp"]) / (9216 - 2304)
+        fixed = hi["peak"] - slope * 9216  # peak at zero tokens, if the temporaries are linear
+        guess = int((FLAGS.budget_gib * sharding.GIB - fixed) / max(slope, 1.0)) // 1024 * 1024
+        for _ in range(4):  # check the guess; if it does not fit, a secant through the last two plans
+            guess = min(guess, 1 << 20)  # our choice: no plan beyond 1M slots per device
+            if guess < 1024:
+                break
+            r = plan(tokens=guess)
+            if r["fits"]:
+                chosen = r
+                break
+            a, b = sorted((hi, r), key=lambda x: x["tokens"])
+            slope = (b["peak"] - a["peak"]) / max(b["tokens"] - a["tokens"], 1)
+            target = a["tokens"] + (FLAGS.budget_gib * sharding.GIB - a["peak"]) / max(slope, 1.0)
+            guess = min(int(target * 0.98) // 1024 * 1024, guess - 1024)  # 2% margin for the curvature
+        if chosen is None:
+            chosen = max((r for r in tried if r["fits"]), key=lambda r: r["tokens"], default=None)
+    else:
+        if FLAGS.micro_batch:
+            candidates = [FLAGS.micro_batch]
+        else:  # the largest micro-batch that fits: from the whole mini-batch down to one row per device
+            candidates = sorted({mb for mb in range(per, mini + 1, per) if mini % mb == 0}, reverse=True)
+        if not candidates or any(mini % mb or mb % per for mb in candidates):
+            raise app.UsageError(f"mini-batch {mini} / micro-batch {candidates} do not split over data x fsdp = {per}")
+        for mb in candidates:
+            if plan(micro_batch=mb)["fits"]:
+                chosen = tried[-1]
+                break
     best = chosen or tried[-1]
     tokens = FLAGS.sample_tokens or rc.max_prompt_len + rc.max_new_tokens
     sm = sharding.sampler_cache_memory(mesh, model_cfg, FLAGS.sample_batch, tokens)
@@ -147,6 +188,7 @@ def main(argv):
         "remat": model_cfg.remat,
         "mini_batch": mini,
         "seq_len": rc.max_prompt_len + rc.max_new_tokens,
+        "layout": "packed" if packed else "padded",
         "micro_batch": best["micro_batch"],
         "per_device_gib": round(best["per_device_gib"], 3),
         "fits_80gib": best["per_device_gib"] <= 80.0,
@@ -157,6 +199,7 @@ def main(argv):
         "tried": [
             {
                 "micro_batch": r["micro_batch"],
+                "tokens": r["tokens"],
                 "per_device_gib": round(r["per_device_gib"], 3),
                 "compile_s": round(r["compile_s"], 1),
             }
@@ -170,6 +213,11 @@ def main(argv):
             "weights_per_device_gib": round(sm["weights_per_device"] / sharding.GIB, 3),
         },
     }
+    if packed:
+        out["tokens_per_device"] = best["tokens"] if best["fits"] else 0
+        if linearity:
+            out["temp_bytes_per_token"] = {str(n): round(v) for n, v in linearity.items()}
+            out["temp_per_token_ratio_9216_vs_2304"] = round(linearity[9216] / linearity[2304], 3)
     if FLAGS.json:
         print(json.dumps(out))
         return 0
@@ -178,8 +226,12 @@ def main(argv):
         ("mesh (data, fsdp, tensor)", f"{tuple(out['mesh'].values())} on {out['backend']}"),
         ("dtypes", f"params {out['param_dtype']}, compute {out['compute_dtype']}, Adam {out['opt_dtype']}"),
         ("remat", out["remat"]),
-        ("mini-batch", f"{mini} sequences x {out['seq_len']} tokens"),
-        ("micro-batch", str(out["micro_batch"])),
+        ("mini-batch", f"{mini} sequences of up to {out['seq_len']} tokens"),
+        (
+            ("packed micro-step", f"{out.get('tokens_per_device', 0)} tokens per device")
+            if packed
+            else ("micro-batch", str(out["micro_batch"]))
+        ),
         ("per-device memory", f"{out['per_device_gib']:.2f} GiB"),
         ("  train state (params + Adam)", f"{out['breakdown_gib']['state']:.2f} GiB"),
         ("  temporaries", f"{out['breakdown_gib']['temp']:.2f} GiB"),

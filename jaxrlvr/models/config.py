@@ -27,6 +27,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from jaxrlvr.models.attention import IMPLS as _ATTENTION_IMPLS
+
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 _REMAT = ("none", "full", "dots")
 # Hugging Face model_type -> the architecture transformers loads it as.
@@ -91,6 +93,10 @@ class ModelConfig:
       dtype: compute dtype of matmuls ("float32" | "bfloat16"); softmax, norms, logits stay float32.
       param_dtype: storage dtype of the parameters.
       remat: per-layer rematerialisation: "none", "full" (save nothing), "dots" (save matmul outputs).
+      attention_impl: "auto" | "xla_blockwise" | "dense" | "cudnn" (``models.attention``; "auto": cuDNN on GPU
+        where it supports the mask, blockwise otherwise, dense when the problem is one block).
+      attention_block: query / key block of the blockwise attention (our choice: 512, few loop iterations on
+        CPU and large enough matmuls on accelerators).
       name: a label (preset name or "custom").
     """
 
@@ -112,6 +118,8 @@ class ModelConfig:
     dtype: str = "float32"
     param_dtype: str = "float32"
     remat: str = "none"
+    attention_impl: str = "auto"
+    attention_block: int = 512
     name: str = "custom"
 
     def __post_init__(self):
@@ -124,6 +132,7 @@ class ModelConfig:
             "num_kv_heads",
             "head_dim",
             "max_position_embeddings",
+            "attention_block",
         ):
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
@@ -139,6 +148,8 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig.{f}={getattr(self, f)!r} is not one of {sorted(_DTYPES)}")
         if self.remat not in _REMAT:
             raise ValueError(f"ModelConfig.remat={self.remat!r} is not one of {_REMAT}")
+        if self.attention_impl not in _ATTENTION_IMPLS:
+            raise ValueError(f"ModelConfig.attention_impl={self.attention_impl!r} is not one of {_ATTENTION_IMPLS}")
         if not self.rope_theta > 0:
             raise ValueError(f"ModelConfig.rope_theta must be > 0, got {self.rope_theta!r}")
         if self.model_type not in ARCHITECTURES:

@@ -19,7 +19,9 @@ Parameter tree (``L`` = layers, stacked by ``nn.scan`` so compile time does not 
 
 Every parameter carries logical axis names (``nn.with_logical_partitioning``) for the sharding rules.
 
-Attention masks: a query at cache slot ``q`` attends key slot ``s`` iff ``s <= q`` and ``kv_mask[b, s]``.
+Attention masks: a query at cache slot ``q`` attends key slot ``s`` iff ``s <= q`` and ``kv_mask[b, s]`` (and,
+for packed rows, the two tokens share a segment id); ``models.attention`` computes it blockwise, linear in
+memory, or with cuDNN (``ModelConfig.attention_impl``).
 Without a cache the "slots" are the input positions and ``kv_mask`` is the attention mask, so left padding
 is never attended to; rotary positions come from the mask (``cumsum(mask) - 1``), not from the column.
 With a cache (``cache_index`` = slot of the first input token), prefill and one-token decode run the same
@@ -34,13 +36,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxrlvr.models.attention import attention
 from jaxrlvr.models.config import ModelConfig, RopeScaling
 from jaxrlvr.models.partitioning import constrain
 
 Array = jax.Array
 Cache = dict[str, Array]  # {"k": [L, B, S, KV, Hd], "v": [L, B, S, KV, Hd]}
-
-_NEG_INF = -1e30  # finite: a fully masked (padding) query row gives uniform weights, never NaN
 
 
 def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None = None) -> Array:
@@ -122,7 +123,7 @@ class Attention(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, x_BTD, cos, sin, kv_mask_BS, cache_index, layer_cache):
+    def __call__(self, x_BTD, cos, sin, kv_mask_BS, cache_index, layer_cache, segment_ids_BT=None):
         cfg = self.cfg
         h, kv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         q = _dense(
@@ -169,17 +170,20 @@ class Attention(nn.Module):
             new_cache = {"k": k_all, "v": v_all}
         else:
             k_all, v_all, new_cache = k, v, None
-        s = k_all.shape[1]
-
-        q_slots = cache_index + jnp.arange(t)
-        allowed = (jnp.arange(s)[None, :] <= q_slots[:, None])[None] & (kv_mask_BS[:, None, :] > 0)  # [B,T,S]
-        qg = q.reshape(b, t, kv, h // kv, hd)
-        scores = jnp.einsum("btkgd,bskd->bkgts", qg, k_all.astype(q.dtype), preferred_element_type=jnp.float32) * (
-            hd**-0.5
-        )
-        scores = jnp.where(allowed[:, None, None], scores, _NEG_INF)
-        probs = jax.nn.softmax(scores, axis=-1).astype(cfg.jnp_dtype)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs, v_all.astype(cfg.jnp_dtype)).reshape(b, t, h, hd)
+        if segment_ids_BT is not None and layer_cache is not None:
+            raise ValueError("segment ids (packed rows) are for cache-free forwards only")
+        out = attention(
+            q,
+            k_all,
+            v_all,
+            q_offset=cache_index,
+            kv_mask_BS=kv_mask_BS,
+            q_segment_ids_BT=segment_ids_BT,
+            kv_segment_ids_BS=segment_ids_BT,
+            impl=cfg.attention_impl,
+            block_q=cfg.attention_block,
+            block_k=cfg.attention_block,
+        ).reshape(b, t, h, hd)
         out = _dense(cfg.hidden_size, (-2, -1), ("q_heads", "head_dim", "embed"), False, cfg, "o_proj")(out)
         return out, new_cache
 
@@ -199,12 +203,12 @@ class DecoderLayer(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, x, layer_cache, cos, sin, kv_mask_BS, cache_index):
+    def __call__(self, x, layer_cache, cos, sin, kv_mask_BS, cache_index, segment_ids_BT=None):
         cfg = self.cfg
         x = constrain(x, ("batch", "length", "embed_act"))  # a no-op outside a mesh placement
         norm = lambda name: RMSNorm(cfg.rms_norm_eps, cfg.jnp_dtype, cfg.jnp_param_dtype, name=name)
         attn_out, new_cache = Attention(cfg, name="attn")(
-            norm("input_norm")(x), cos, sin, kv_mask_BS, cache_index, layer_cache
+            norm("input_norm")(x), cos, sin, kv_mask_BS, cache_index, layer_cache, segment_ids_BT
         )
         x = x + attn_out
         x = x + MLP(cfg, name="mlp")(norm("post_attn_norm")(x))
@@ -233,7 +237,7 @@ class Decoder(nn.Module):
             layer_cls,
             variable_axes={"params": 0},
             split_rngs={"params": True},
-            in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
+            in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
             length=cfg.num_layers,
             metadata_params={nn.PARTITION_NAME: "layers"},
         )(cfg, name="layers")
@@ -246,11 +250,11 @@ class Decoder(nn.Module):
                 cfg.jnp_param_dtype,
             )
 
-    def __call__(self, input_ids_BT, positions_BT, kv_mask_BS, cache=None, cache_index=0):
+    def __call__(self, input_ids_BT, positions_BT, kv_mask_BS, cache=None, cache_index=0, segment_ids_BT=None):
         cfg = self.cfg
         cos, sin = rope_tables(positions_BT, cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
         x = self.embed(input_ids_BT)
-        x, new_cache = self.layers(x, cache, cos, sin, kv_mask_BS, cache_index)
+        x, new_cache = self.layers(x, cache, cos, sin, kv_mask_BS, cache_index, segment_ids_BT)
         return self.final_norm(x), new_cache
 
     def logits(self, h_BTD):

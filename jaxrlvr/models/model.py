@@ -52,17 +52,22 @@ def hidden_states(
     attention_mask_BT: Array | None = None,
     *,
     positions_BT: Array | None = None,
+    segment_ids_BT: Array | None = None,
 ) -> Array:
     """Final-norm hidden states [B, T, D] (compute dtype) for full sequences, no cache.
 
     ``attention_mask_BT`` (1 = real token) defaults to all ones; rotary positions default to
-    ``cumsum(mask) - 1`` so left-padded rows are numbered from their first real token.
+    ``cumsum(mask) - 1`` so left-padded rows are numbered from their first real token. Packed rows pass
+    ``segment_ids_BT`` (tokens attend only within their segment) and ``positions_BT`` (restarting at 0 in
+    each segment).
     """
     if attention_mask_BT is None:
         attention_mask_BT = jnp.ones(input_ids_BT.shape, jnp.int32)
     if positions_BT is None:
         positions_BT = positions_from_mask(attention_mask_BT)
-    h, _ = Decoder(config).apply({"params": params}, input_ids_BT, positions_BT, attention_mask_BT)
+    h, _ = Decoder(config).apply(
+        {"params": params}, input_ids_BT, positions_BT, attention_mask_BT, segment_ids_BT=segment_ids_BT
+    )
     return h
 
 

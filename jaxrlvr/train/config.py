@@ -31,6 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.dtype = "float32"
     c.model.param_dtype = "float32"
     c.model.remat = "none"
+    c.model.attention_impl = "auto"  # auto | xla_blockwise | dense | cudnn (docs/training.md "Packing")
     # For presets built from scratch: fields overriding the preset (e.g. the demo's tiny char model).
     c.model.hidden_size = 0
     c.model.intermediate_size = 0
@@ -74,7 +75,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 100
     c.train.mini_batch_prompts = 16  # prompts per optimizer update (x G sequences)
-    c.train.micro_batch_size = 16  # sequences per forward/backward
+    c.train.micro_batch_size = 16  # sequences per forward/backward (padded rows, train.packing=False)
+    c.train.packing = True  # pack sequences into token-budget micro-batches (docs/training.md "Packing")
+    c.train.max_tokens_per_micro_batch = 16384  # packed: token slots per device per forward/backward
     # Passes over the rollout batch. NOT the papers' N: N (off-policy updates per rollout batch) is the number
     # of mini-batches, rollout.prompts_per_step / train.mini_batch_prompts; updates per step = N * ppo_epochs.
     c.train.ppo_epochs = 1
@@ -183,6 +186,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
             f"the rollout batch ({p * rc.group_size} sequences) is not divisible by "
             f"train.micro_batch_size={t.micro_batch_size}"
         )
+    longest = rc.max_prompt_len + rc.max_new_tokens
+    if t.packing and t.max_tokens_per_micro_batch < longest:
+        raise ValueError(
+            f"train.max_tokens_per_micro_batch={t.max_tokens_per_micro_batch} cannot hold a sequence of "
+            f"rollout.max_prompt_len + rollout.max_new_tokens = {longest} tokens; raise it to >= {longest}"
+        )
     if c.sft.steps < 0 or c.checkpoint.every < 0:
         raise ValueError("sft.steps and checkpoint.every must be >= 0")
     if c.checkpoint.keep < 1:
@@ -232,8 +241,8 @@ def check_resume_config(saved: dict, c: ml_collections.ConfigDict, free=("mesh",
 def model_config(c, tokenizer_vocab_size: int):
     """The ``ModelConfig`` of a preset-based ``c.model``: the preset, its size overrides (``hidden_size``,
     ``intermediate_size``, ``num_layers``, ``num_heads``, ``num_kv_heads``; head_dim follows hidden / heads),
-    ``vocab_size`` (-1: the tokenizer's), dtypes and remat. A vocabulary smaller than the tokenizer's is an
-    error."""
+    ``vocab_size`` (-1: the tokenizer's), dtypes, remat and the attention implementation. A vocabulary
+    smaller than the tokenizer's is an error."""
     from jaxrlvr.models import ModelConfig
 
     m = c.model
@@ -245,7 +254,9 @@ def model_config(c, tokenizer_vocab_size: int):
         over["vocab_size"] = tokenizer_vocab_size
     elif m.vocab_size:
         over["vocab_size"] = m.vocab_size
-    cfg = ModelConfig.preset(m.preset, dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat, **over)
+    cfg = ModelConfig.preset(
+        m.preset, dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat, attention_impl=m.attention_impl, **over
+    )
     cfg = apply_context_overrides(c, cfg)
     if cfg.vocab_size < tokenizer_vocab_size:
         raise ValueError(f"model vocab_size={cfg.vocab_size} is smaller than the tokenizer's {tokenizer_vocab_size}")

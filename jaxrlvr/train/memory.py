@@ -30,9 +30,14 @@ def train_step_memory(
     opt_dtype=None,
     temperature: float = 1.0,
     with_ref_logp: bool = False,
+    tokens_per_device: int = 0,
 ) -> dict:
     """Per-device memory of one sharded train step, from XLA's compiled memory analysis of the real
     ``train_step_fn`` lowered on abstract shapes (nothing is allocated).
+
+    ``tokens_per_device`` > 0 plans the packed step instead (``train.packing``): micro-batches of one row of
+    that many slots per data-parallel device (two micro-batches, the loop as it runs), with the mini-batch's
+    ``[B, R]`` loss arrays; ``micro_batch`` is then ignored.
 
     ``opt_dtype``: dtype of the optimizer moments (default: the param dtype, as ``tx.init(params)``
     gives). Returns bytes: ``arguments`` (state + batch), ``outputs``, ``aliased`` (donated state reused
@@ -58,9 +63,16 @@ def train_step_memory(
     state = pl.abstract_state(state, tx)
     b, t = mini_batch, prompt_len + response_len
     bs = pl.batch
-    batch = {
-        "input_ids": _abstract((b, t), jnp.int32, bs),
-        "attention_mask": _abstract((b, t), jnp.int32, bs),
+    if tokens_per_device:
+        micro_batch = sharding.batch_divisor(pl.mesh)
+        rows = (2 * micro_batch, tokens_per_device)
+        batch = {k: _abstract(rows, jnp.int32, bs) for k in ("input_ids", "segment_ids", "positions", "targets")}
+        batch["token_index"] = _abstract((b, response_len), jnp.int32, bs)
+        batch["micro_index"] = _abstract((b,), jnp.int32, bs)
+        batch["response_len"] = _abstract((b,), jnp.int32, bs)
+    else:
+        batch = {k: _abstract((b, t), jnp.int32, bs) for k in ("input_ids", "attention_mask")}
+    batch |= {
         "old_logp": _abstract((b, response_len), jnp.float32, bs),
         "adv": _abstract((b, response_len), jnp.float32, bs),
         "mask": _abstract((b, response_len), jnp.int32, bs),

@@ -49,11 +49,12 @@ def build_model(c, tokenizer, rng) -> tuple[ModelConfig, dict]:
     m = c.model
     if m.hf_path:
         cfg, params = load_hf_checkpoint(m.hf_path, dtype=jnp.dtype(m.param_dtype))
-        cfg = dataclasses.replace(cfg, dtype=m.dtype, remat=m.remat)
+        cfg = dataclasses.replace(cfg, dtype=m.dtype, remat=m.remat, attention_impl=m.attention_impl)
         return config_lib.apply_context_overrides(c, cfg), params
     if m.init_ckpt:
         cfg, params = load_params(m.init_ckpt)
-        return config_lib.apply_context_overrides(c, dataclasses.replace(cfg, dtype=m.dtype, remat=m.remat)), params
+        cfg = dataclasses.replace(cfg, dtype=m.dtype, remat=m.remat, attention_impl=m.attention_impl)
+        return config_lib.apply_context_overrides(c, cfg), params
     cfg = config_lib.model_config(c, tokenizer.vocab_size)
     return cfg, init_params(cfg, rng)
 

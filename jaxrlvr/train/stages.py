@@ -16,6 +16,7 @@ import numpy as np
 
 from jaxrlvr import algos, sharding
 from jaxrlvr.runs import RolloutDump, dump_path
+from jaxrlvr.train.packing import pack_batch
 from jaxrlvr.train.rollout import concat_rollouts, rollout, select_groups
 from jaxrlvr.train.setup import RunContext, gather_prompt_rows
 from jaxrlvr.train.step import score_tokens_fn, train_step_fn
@@ -89,18 +90,36 @@ def collect_rollouts(ctx: RunContext, params, stream, seed_base: int) -> tuple[d
 
 
 # ---------------------------------------------------------------------------------------------- score
+def pack(ctx: RunContext, batch: dict) -> tuple[dict, int]:
+    """With ``train.packing``: the batch's sequences packed into micro-batches of one row of at most
+    ``train.max_tokens_per_micro_batch`` slots per data-parallel device (``train.packing.pack_batch``), and
+    the rows per micro-batch. Returns (packed arrays, rows)."""
+    n = sharding.batch_divisor(ctx.pl.mesh)
+    plan, packed = pack_batch(
+        batch["input_ids"],
+        batch["attention_mask"],
+        ctx.rc.max_prompt_len,
+        max_tokens=ctx.c.train.max_tokens_per_micro_batch * n,
+        row_multiple=n,
+    )
+    return packed, plan.rows
+
+
 def score_tokens(ctx: RunContext, params, batch: dict):
     """(log-probs, entropies) [B, R] of the batch's response tokens under ``params`` at the rollout
-    temperature, on the mesh (device arrays, rows sharded)."""
+    temperature, on the mesh (device arrays, rows sharded); packed rows unless ``train.packing=False``."""
+    static = dict(prompt_len=ctx.rc.max_prompt_len, temperature=ctx.rc.temperature)
+    if ctx.c.train.packing:
+        packed, rows = pack(ctx, batch)
+        return ctx.pl.score_tokens(score_tokens_fn, ctx.model_cfg, params, packed, None, micro_batch=rows, **static)
     return ctx.pl.score_tokens(
         score_tokens_fn,
         ctx.model_cfg,
         params,
         batch["input_ids"],
         batch["attention_mask"],
-        prompt_len=ctx.rc.max_prompt_len,
-        temperature=ctx.rc.temperature,
         micro_batch=ctx.c.train.micro_batch_size,
+        **static,
     )
 
 
@@ -119,7 +138,8 @@ def score_and_shape(ctx: RunContext, state, batch: dict, knobs) -> Scored:
 # ---------------------------------------------------------------------------------------------- update
 def update_policy(ctx: RunContext, state, batch: dict, scored: Scored, *, step: int, step_key):
     """``train.ppo_epochs`` passes over the batch in mini-batches of ``train.mini_batch_prompts * G`` rows
-    (shuffled per epoch when ``train.shuffle_minibatches``), one jitted update each. Returns (state, the
+    (shuffled per epoch when ``train.shuffle_minibatches``), one jitted update each; each mini-batch is
+    packed into token-budget micro-batches unless ``train.packing=False``. Returns (state, the
     updates' metrics averaged, how many updates were skipped as non-finite, how many ran)."""
     c = ctx.c
     full = {
@@ -142,6 +162,10 @@ def update_policy(ctx: RunContext, state, batch: dict, scored: Scored, *, step: 
         for j in range(b // rows_per_mini):
             idx = order[j * rows_per_mini : (j + 1) * rows_per_mini]
             mb = {k: v[idx] for k, v in full.items()}
+            micro = c.train.micro_batch_size
+            if c.train.packing:
+                packed, micro = pack(ctx, mb)
+                mb = {k: v for k, v in mb.items() if k not in ("input_ids", "attention_mask")} | packed
             rng = jax.random.fold_in(step_key, epoch * 10_000 + j)
             state, m = ctx.pl.train_step(
                 train_step_fn,
@@ -153,7 +177,7 @@ def update_policy(ctx: RunContext, state, batch: dict, scored: Scored, *, step: 
                 tx=ctx.tx,
                 prompt_len=ctx.rc.max_prompt_len,
                 temperature=ctx.rc.temperature,
-                micro_batch=c.train.micro_batch_size,
+                micro_batch=micro,
                 lr_fn=ctx.lr_fn,
             )
             metrics.append(m)

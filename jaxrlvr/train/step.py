@@ -5,6 +5,12 @@ columns, right-padded), with ``attention_mask_BS`` marking real tokens. Response
 ``P + t`` and is predicted from the hidden state at column ``P + t - 1``; every per-token array of the loss
 (``old_logp``, ``adv``, ``mask``, ...) is ``[B, R]``.
 
+A packed batch (``train.packing``; a dict with ``segment_ids``, built by ``train.packing.pack_batch``) holds the
+same sequences end to end in rows of ``width`` slots: ``input_ids`` / ``segment_ids`` / ``positions`` /
+``targets`` [rows * n_micro, width] and ``token_index`` / ``micro_index`` that say where each response
+token's predicting slot is. The forward runs on the packed rows; log-probs and entropies are gathered back
+into ``[B, R]`` and the loss is the padded one, so both layouts give the same loss, gradient and metrics.
+
 ``train_step`` takes one mini-batch, splits it into micro-batches (``lax.scan``), and sums the gradients of
 ``algos.token_loss``'s numerators and its denominators; dividing at the end makes gradient accumulation
 exact for every aggregation mode (the denominator never depends on the parameters). A non-finite loss or
@@ -122,8 +128,68 @@ def response_logprobs(
     )
 
 
+def packed_logprobs(model_cfg: ModelConfig, params, rows: dict, *, temperature: float, chunk_size: int = 256):
+    """log pi and entropy [rows, width] at every slot of packed rows (meaningful where ``targets`` is a
+    response token); attention stays within each segment and never reads an empty slot."""
+    h = hidden_states(
+        model_cfg,
+        params,
+        rows["input_ids"],
+        rows["segment_ids"] > 0,
+        positions_BT=rows["positions"],
+        segment_ids_BT=rows["segment_ids"],
+    )
+    return token_logprobs_and_entropy(
+        model_cfg, params, h, rows["targets"], temperature=temperature, chunk_size=chunk_size
+    )
+
+
+PACKED_ROW_KEYS = ("input_ids", "segment_ids", "positions", "targets")
+
+
+def _packed_micro(batch: dict, rows: int) -> dict:
+    """The packed row arrays [rows * n_micro, W] as [n_micro, rows, W] (row r of micro-batch m at r * n + m)."""
+    w = batch["input_ids"].shape[1]
+    return {k: batch[k].reshape(rows, -1, w).swapaxes(0, 1) for k in PACKED_ROW_KEYS}
+
+
+def unpack_tokens(x_RW, token_index_BR, response_len_B):
+    """Values at the predicting slots of one micro-batch's rows, as [B, R] (0 beyond each response)."""
+    r = token_index_BR.shape[1]
+    valid = jnp.arange(r)[None, :] < response_len_B[:, None]
+    return jnp.where(valid, jnp.take(x_RW.reshape(-1), token_index_BR, axis=0), 0.0)
+
+
+def _micro_tokens(model_cfg, params, batch, x, temperature):
+    """(log-probs, entropies) [B, R] of packed micro-batch ``x = (rows, m)``; 0 outside its sequences."""
+    rows, m = x
+    logp, ent = packed_logprobs(model_cfg, params, rows, temperature=temperature)
+    in_mb = (batch["micro_index"] == m)[:, None]
+    unpack = lambda v: unpack_tokens(v, batch["token_index"], batch["response_len"]) * in_mb
+    return unpack(logp), unpack(ent)
+
+
+def packed_tokens(model_cfg, params, batch: dict, rows: int, *, temperature: float):
+    """(log-probs, entropies) [B, R] of every response token of a packed batch: a scan over its micro-batches,
+    each filling its sequences' entries (accumulated, never stacked as [n_micro, B, R])."""
+    micro = _packed_micro(batch, rows)
+    n = micro["input_ids"].shape[0]
+
+    def body(acc, x):
+        logp, ent = _micro_tokens(model_cfg, params, batch, x, temperature)
+        return (acc[0] + logp, acc[1] + ent), None
+
+    zeros = jnp.zeros(batch["token_index"].shape, jnp.float32)
+    return jax.lax.scan(body, (zeros, zeros), (micro, jnp.arange(n)))[0]
+
+
 def score_tokens_fn(model_cfg, params, input_ids_BS, attention_mask_BS, *, prompt_len, temperature, micro_batch):
-    """Old / reference log-probs and entropies of a rollout batch, ``micro_batch`` rows at a time."""
+    """Old / reference log-probs and entropies [B, R] of a rollout batch, ``micro_batch`` rows at a time.
+
+    ``input_ids_BS`` may instead be a packed batch (dict, ``attention_mask_BS`` None); ``micro_batch`` is
+    then the rows per micro-batch of the packing plan."""
+    if isinstance(input_ids_BS, dict):
+        return packed_tokens(model_cfg, params, input_ids_BS, micro_batch, temperature=temperature)
     b = input_ids_BS.shape[0]
     n = b // micro_batch
     ids = input_ids_BS.reshape(n, micro_batch, -1)
@@ -134,6 +200,13 @@ def score_tokens_fn(model_cfg, params, input_ids_BS, attention_mask_BS, *, promp
 
     _, (logp, ent) = jax.lax.scan(body, None, (ids, am))
     return logp.reshape(b, -1), ent.reshape(b, -1)
+
+
+def minibatch_statistics(algo_cfg: algos.AlgoConfig) -> bool:
+    """Whether the loss uses statistics over all valid tokens (Clip-Cov / KL-Cov covariance means and
+    counts, random positive clipping's count, the high-entropy quantile). ``train_step_fn`` then takes them
+    over the whole mini-batch, independent of micro-batching and packing (one extra forward)."""
+    return algo_cfg.loss_variant in ("clip_cov", "kl_cov") or algo_cfg.rand_pos_clip or algo_cfg.high_entropy_only
 
 
 def _tree_all_finite(tree) -> jax.Array:
@@ -158,45 +231,106 @@ def train_step_fn(
 
     ``batch`` keys: ``input_ids`` / ``attention_mask`` [B, P+R]; ``old_logp``, ``adv``, ``mask`` [B, R];
     optional ``ref_logp`` [B, R] (KL), ``truncated`` [B]. B must be a multiple of ``micro_batch``.
+    A packed batch has the arrays of ``packing.pack_batch`` instead of ``input_ids`` / ``attention_mask``
+    (``micro_batch`` = the plan's rows per micro-batch, ``prompt_len`` unused); each micro-batch's loss
+    covers the sequences it holds (``micro_index``), so the sums are the padded step's.
     """
-    b = batch["input_ids"].shape[0]
-    n = b // micro_batch
-    micro = jax.tree.map(lambda x: x.reshape((n, micro_batch) + x.shape[1:]), batch)
-    keys = jax.random.split(rng, n)
 
-    def micro_loss(params, mb, key):
-        logp, ent = response_logprobs(
-            model_cfg, params, mb["input_ids"], mb["attention_mask"], prompt_len, temperature=temperature
-        )
+    def token_terms(logp, ent, mb, mask, key):
         entropy = ent if algo_cfg.needs_entropy else jax.lax.stop_gradient(ent)
-        num, den, metrics = algos.token_loss(
+        return algos.token_loss(
             algo_cfg,
             logp,
             mb["old_logp"],
             mb.get("ref_logp"),
             entropy,
             mb["adv"],
-            mb["mask"],
+            mask,
             key,
             state.knobs,
             truncated_B=mb.get("truncated"),
         )
-        return num, (den, metrics)
 
-    grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+    # Per layout: the scanned micro-batches `xs`, `micro_tokens(params, x)` -> (logp, entropy) of one
+    # micro-batch, and `micro_rows(x)` -> (its [rows, R] loss arrays, their mask).
+    if "segment_ids" in batch:  # packed rows; the per-token arrays stay [B, R] for the whole mini-batch
+        xs = _packed_micro(batch, micro_batch)
+        n = xs["input_ids"].shape[0]
+        xs = (xs, jnp.arange(n))
 
-    def body(carry, xs):
-        g_acc, num_acc, den_acc, m_acc = carry
-        mb, key = xs
-        (num, (den, metrics)), g = grad_fn(state.params, mb, key)
-        g_acc = jax.tree.map(jnp.add, g_acc, g)
-        m_acc = jax.tree.map(jnp.add, m_acc, metrics)
-        return (g_acc, num_acc + num, den_acc + den, m_acc), None
+        def micro_tokens(params, x):  # [B, R], zero outside the micro-batch's sequences
+            return _micro_tokens(model_cfg, params, batch, x, temperature)
 
-    m0 = jax.eval_shape(lambda: micro_loss(state.params, jax.tree.map(lambda x: x[0], micro), keys[0])[1][1])
-    zeros_m = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), m0)
+        def micro_rows(x):
+            return batch, batch["mask"] * (batch["micro_index"] == x[1])[:, None]
+
+        def all_tokens(params):
+            return packed_tokens(model_cfg, params, batch, micro_batch, temperature=temperature)
+
+    else:
+        b = batch["input_ids"].shape[0]
+        n = b // micro_batch
+        xs = jax.tree.map(lambda x: x.reshape((n, micro_batch) + x.shape[1:]), batch)
+
+        def micro_tokens(params, mb):
+            ids, am = mb["input_ids"], mb["attention_mask"]
+            return response_logprobs(model_cfg, params, ids, am, prompt_len, temperature=temperature)
+
+        def micro_rows(mb):
+            return mb, mb["mask"]
+
+        def all_tokens(params):
+            _, (logp_n, ent_n) = jax.lax.scan(lambda c, x: (c, micro_tokens(params, x)), None, xs)
+            return logp_n.reshape(b, -1), ent_n.reshape(b, -1)
+
+    def add(acc, new):
+        return jax.tree.map(jnp.add, acc, new)
+
     zeros_g = jax.tree.map(jnp.zeros_like, state.params)
-    (grads, num, den, msum), _ = jax.lax.scan(body, (zeros_g, 0.0, 0.0, zeros_m), (micro, keys))
+    if minibatch_statistics(algo_cfg):
+        # Statistics over the whole mini-batch (Clip-Cov / KL-Cov covariances, top-k counts, the entropy
+        # quantile), however micro-batches are formed: one forward for every token's log-prob and entropy,
+        # the loss on [B, R] once, then each micro-batch backpropagates its share of d loss / d (logp, H).
+        logp_all, ent_all = all_tokens(state.params)
+        key = jax.random.split(rng, 1)[0]
+        loss_fn = lambda lp, en: token_terms(lp, en, batch, batch["mask"], key)
+        (num, den, msum), vjp_fn = jax.vjp(loss_fn, logp_all, ent_all)
+        g_logp, g_ent = vjp_fn((jnp.float32(1.0), jnp.zeros_like(den), jax.tree.map(jnp.zeros_like, msum)))
+        if "segment_ids" in batch:
+            cot_xs, split = xs, lambda x: (x, (g_logp, g_ent))
+        else:
+            cot_xs = (xs, g_logp.reshape(n, micro_batch, -1), g_ent.reshape(n, micro_batch, -1))
+            split = lambda x: (x[0], (x[1], x[2]))
+
+        def vjp_body(g_acc, x):
+            x, cot = split(x)
+            _, pull = jax.vjp(lambda p: micro_tokens(p, x), state.params)
+            return add(g_acc, pull(cot)[0]), None
+
+        grads, _ = jax.lax.scan(vjp_body, zeros_g, cot_xs)
+    else:
+
+        def micro_loss(params, x, key):
+            logp, ent = micro_tokens(params, x)
+            rows, mask = micro_rows(x)
+            num, den, metrics = token_terms(logp, ent, rows, mask, key)
+            if "segment_ids" in batch and algo_cfg.loss_agg_mode == "seq-mean-token-sum-norm":
+                norm_len = algo_cfg.loss_norm_len or mask.shape[1]  # B * norm_len over this micro-batch's rows
+                den = jnp.sum(batch["micro_index"] == x[1], dtype=jnp.float32) * norm_len
+            return num, (den, metrics)
+
+        keys = jax.random.split(rng, n)
+        grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+
+        def body(carry, x):
+            g_acc, num_acc, den_acc, m_acc = carry
+            mb, key = x
+            (num, (den, metrics)), g = grad_fn(state.params, mb, key)
+            return (add(g_acc, g), num_acc + num, den_acc + den, add(m_acc, metrics)), None
+
+        m0 = jax.eval_shape(lambda: micro_loss(state.params, jax.tree.map(lambda x: x[0], xs), keys[0])[1][1])
+        zeros_m = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), m0)
+        (grads, num, den, msum), _ = jax.lax.scan(body, (zeros_g, 0.0, 0.0, zeros_m), (xs, keys))
 
     den = jnp.maximum(den, 1e-8)
     grads = jax.tree.map(lambda g: g / den, grads)

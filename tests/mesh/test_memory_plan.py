@@ -1,5 +1,6 @@
 """scripts/memory_plan.py end to end on a tiny config: the real sharded train step lowered on abstract
-shapes and compiled for fake CPU devices, the micro-batch search, the JSON report and the sampler cache."""
+shapes and compiled for fake CPU devices, the micro-batch search (padded rows), the packed plan by tokens per
+device, the JSON report and the sampler cache."""
 
 import json
 import os
@@ -19,7 +20,7 @@ def _plan(*args):
 
 
 def test_plan_reports_memory_micro_batch_and_fit():
-    r = _plan("--mesh", "1,2,1")
+    r = _plan("--mesh", "1,2,1", "--layout", "padded")
     assert r["mesh"] == {"data": 1, "fsdp": 2, "tensor": 1}
     # the model the trainer builds from the smoke preset (2 layers, hidden 64, char vocabulary), not the bare preset
     assert r["num_params"] == 80768
@@ -32,8 +33,14 @@ def test_plan_reports_memory_micro_batch_and_fit():
 
 
 def test_search_goes_down_to_one_row_per_device_when_nothing_fits():
-    r = _plan("--mesh", "1,2,1", "--budget_gib", "0")
+    r = _plan("--mesh", "1,2,1", "--layout", "padded", "--budget_gib", "0")
     assert [t["micro_batch"] for t in r["tried"]] == [8, 4, 2]  # largest first, multiples of data x fsdp
     assert r["micro_batch"] == 2  # nothing fit: the smallest tried is reported
     gib = [t["per_device_gib"] for t in r["tried"]]
     assert gib == sorted(gib, reverse=True)  # smaller micro-batches need no more memory
+
+
+def test_packed_plan_by_tokens_per_device():
+    r = _plan("--mesh", "1,2,1", "--tokens", "256")  # the config packs (train.packing): one row per device
+    assert r["layout"] == "packed" and r["tokens_per_device"] == 256 and r["micro_batch"] == 2
+    assert [t["tokens"] for t in r["tried"]] == [256] and 0 < r["per_device_gib"] < 1

@@ -82,6 +82,16 @@ def test_resume_is_exact(full_run, tmp_path):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6)
 
 
+@pytest.mark.slow
+def test_padded_updates_match_packed_ones(full_run, tmp_path):
+    """``train.packing=False`` trains on padded rows: the first step (same rollout) matches the packed run."""
+    wd, _ = full_run
+    train(smoke(**{"train.num_steps": 1, "train.packing": False}), str(tmp_path), log=lambda *_: None)
+    a, b = read_metrics(wd / "metrics.jsonl")[0], read_metrics(tmp_path / "metrics.jsonl")[0]
+    for k in ("reward", "loss", "grad_norm", "entropy", "clipfrac", "approx_kl"):
+        assert abs(a[k] - b[k]) <= 1e-5 * max(1.0, abs(a[k])), (k, a[k], b[k])
+
+
 def test_non_finite_updates_stop_the_run(full_run, tmp_path):
     from jaxrlvr.models.checkpoint import save_params
 
@@ -107,6 +117,7 @@ def test_non_finite_updates_stop_the_run(full_run, tmp_path):
         ("rollout.group_size", 1, "group_size"),
         ("train.mini_batch_prompts", 3, "not divisible by train.mini_batch_prompts"),
         ("train.micro_batch_size", 5, "divisible by train.micro_batch_size"),
+        ("train.max_tokens_per_micro_batch", 16, "train.max_tokens_per_micro_batch=16 cannot hold"),
         ("model.hf_path", "/no/such/dir", "model.hf_path='/no/such/dir' does not exist"),
         ("data.source", "file", "data.path=''"),
         ("algo.loss_agg_mode", "mean", "loss_agg_mode"),
