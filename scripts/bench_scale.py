@@ -1,5 +1,6 @@
 """Benchmarks at the papers' rollout shape, scaled to a CPU: ``--part rollout`` (continuous batching in the
-sampler against the static loop) and ``--part update`` (the training update; not written yet).
+sampler against the static loop) and ``--part update`` (packed against padded updates: the options and output of
+``scripts/bench_update_scale.py``, to which it hands over).
 
 ``--part rollout``: one random model (``--size``), ``--prompts`` x ``--samples`` rows, up to
 ``--max-new-tokens`` tokens, long-tailed response lengths as in the papers (mean = cap / 8, p99 several
@@ -26,6 +27,7 @@ import argparse
 import dataclasses
 import json
 import os
+import pathlib
 import platform
 import sys
 import time
@@ -197,15 +199,23 @@ def bench_rollout(args) -> dict:
     }
 
 
-def bench_update(args) -> dict:
-    # ---- PLACE FOR THE UPDATE PART (another engineer fills it in): the training update at scale. ----
-    raise SystemExit("--part update is not implemented yet")
+def bench_update(argv) -> None:
+    """The update part: ``scripts/bench_update_scale.py`` with the remaining arguments."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    import bench_update_scale
+
+    return bench_update_scale.main(argv)
 
 
 PARTS = {"rollout": bench_rollout, "update": bench_update}
 
 
 def main(argv=None):
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--part", choices=sorted(PARTS), required=True)
+    known, rest = first.parse_known_args(argv)
+    if known.part == "update":
+        return bench_update(rest)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=sorted(PARTS), required=True)
     ap.add_argument("--json", action="store_true", help="print only the JSON object on stdout")
@@ -220,9 +230,9 @@ def main(argv=None):
     ap.add_argument("--static-repeats", type=int, default=1, help="rollout: static-loop runs timed (best of)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    result = PARTS[args.part](args)
+    result = bench_rollout(args)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
