@@ -63,7 +63,7 @@ def jit_cache(tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def run_cli(jit_cache):
-    """``run_cli(*args, cwd=ROOT)`` -> CompletedProcess of ``python ARGS`` with the session's jit cache."""
+    """``run_cli(*args, cwd=ROOT, extra_env=None)``: CompletedProcess of ``python ARGS`` (session jit cache)."""
     env = dict(
         os.environ,
         JAX_PLATFORMS="cpu",
@@ -73,9 +73,14 @@ def run_cli(jit_cache):
         PYTHONPATH=str(ROOT),
     )
 
-    def run(*args, cwd=ROOT, timeout=600):
+    def run(*args, cwd=ROOT, timeout=600, extra_env=None):
         return subprocess.run(
-            [sys.executable, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+            [sys.executable, *map(str, args)],
+            cwd=cwd,
+            env=dict(env, **(extra_env or {})),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     return run

@@ -6,25 +6,21 @@ import json
 
 import pytest
 
-SMALL_RUN = "configs/dapo_baseline.py:smoke"
+from tests.cli.docs_commands import commands, option, replace_option
 
 
 @pytest.fixture(scope="module")
 def hf_run(run_cli, tiny_hf, math_file, tmp_path_factory):
-    """The documented small run on a real checkpoint (1 step; a prompt limit that the 2 long rows exceed)."""
+    """docs/training.md's small run on a real checkpoint, with the tiny checkpoint and data file (1 step; a
+    prompt limit that the 2 long rows exceed)."""
     data, _ = math_file
     workdir = tmp_path_factory.mktemp("hf_run") / "run"
-    args = [
-        "scripts/train.py",
-        "--config",
-        SMALL_RUN,
-        f"--config.model.hf_path={tiny_hf}",
-        f"--config.data.path={data}",
-        "--config.rollout.max_prompt_len=256",
-        "--config.train.num_steps=1",
-        "--workdir",
-        workdir,
-    ]
+    (doc,) = [a for a in commands("docs/training.md") if option(a, "config.model.hf_path")]
+    args = replace_option(doc, "config.model.hf_path", str(tiny_hf))
+    args = replace_option(args, "config.data.path", str(data))
+    args = replace_option(args, "workdir", str(workdir))
+    args += ["--config.rollout.max_prompt_len=256", "--config.train.num_steps=1"]
+    assert option(args, "config").endswith(":smoke") and option(args, "config.data.path") == str(data)
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return workdir, args, proc

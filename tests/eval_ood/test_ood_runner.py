@@ -110,7 +110,8 @@ def _eval_config(setup, tmp_path, **kw):
 
 
 def _table_header(md: str) -> list[str]:
-    return [c.strip() for c in md.splitlines()[0].strip("|").split("|")]
+    first = next(line for line in md.splitlines() if line.startswith("|"))  # after the units line
+    return [c.strip() for c in first.strip("|").split("|")]
 
 
 def _row(md: str, name: str) -> dict[str, str]:

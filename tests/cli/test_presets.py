@@ -1,0 +1,48 @@
+"""Every smoke preset of every config file runs from the command line as documented (``--config
+FILE:smoke,...``; 1 RL step), in one subprocess so that compilations are shared (tests/cli/smoke_presets.py)."""
+
+import json
+
+import pytest
+
+ENTROPY_SETTINGS = (
+    "clip_standard",
+    "clip_higher",
+    "clip_lower",
+    "clip_tighter",
+    "clip_free",
+    "offpolicy=2",
+    "offpolicy=4",
+    "entropy_reg",
+    "entropy_adaptive",
+    "clip_cov",
+    "kl_cov",
+    "entropy_adv",
+    "non_negative",
+    "non_positive",
+    "rand_pos_clip",
+    "pos_adv=stage",
+    "pos_adv=epoch",
+    "pos_adv=entropy",
+    "pos_adv=0.5",
+)
+SPECS = (
+    ["configs/demo.py:smoke", "configs/dapo_baseline.py:smoke", "configs/ppl_shaping.py:smoke"]
+    + ["configs/ppl_shaping.py:smoke,inverse"]
+    + [f"configs/position_shaping.py:smoke{p}" for p in ("", ",centred", ",reverse", ",auto")]
+    + [f"configs/entropy_study.py:smoke,{p}" for p in ENTROPY_SETTINGS]
+)
+
+
+@pytest.fixture(scope="module")
+def results(run_cli, tmp_path_factory):
+    out = tmp_path_factory.mktemp("presets")
+    proc = run_cli("tests/cli/smoke_presets.py", out, *SPECS, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", SPECS)
+def test_smoke_preset_runs_from_the_command_line(results, spec):
+    assert results[spec] == "ok"
