@@ -223,8 +223,8 @@ def resolve_sources(c: ml_collections.ConfigDict) -> tuple[ml_collections.Config
         if c.tokenizer == "char" and (c.model.hf_path or c.model.init_ckpt):
             from jaxrlvr.runs import run_tokenizer
 
-            c.tokenizer = run_tokenizer(c.model.init_ckpt) if c.model.init_ckpt else ""
-            c.tokenizer = c.tokenizer or ""
+            # hf_path: its own tokenizer; init_ckpt: the one its run recorded (a bare conversion output: kept)
+            c.tokenizer = "" if c.model.hf_path else (run_tokenizer(c.model.init_ckpt) or c.tokenizer)
             notes.append(f"smoke with a given model: tokenizer {c.tokenizer or c.model.hf_path!r}")
         if c.data.source == "file" and c.sft.steps:
             c.sft.steps = 0
