@@ -42,7 +42,8 @@ def user_errors():
         fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
 
 
-def _flag_value(argv: list[str], name: str) -> str | None:
+def flag_value(argv: list[str], name: str) -> str | None:
+    """The value of ``--name VALUE`` or ``--name=VALUE`` in ``argv`` (None when absent)."""
     for i, a in enumerate(argv):
         if a == f"--{name}" and i + 1 < len(argv):
             return argv[i + 1]
@@ -85,7 +86,7 @@ def unknown_key_message(config, dotted: str) -> str | None:
 def explain_flag_error(argv: list[str], error: Exception, config_flag: str = "config") -> str:
     """The one-line message for a failed flag parse: the config file or preset, an unknown override key
     (with the closest key), else the parser's own first line."""
-    spec = _flag_value(argv, config_flag)
+    spec = flag_value(argv, config_flag)
     if spec:
         try:
             cfg = load_config_file(spec)
@@ -106,7 +107,7 @@ def flags_parser(argv: list[str]):
     """``app.run(main, flags_parser=flags_parser)``: absl's parse, with user errors as one line + exit 2."""
     from absl import flags
 
-    spec = _flag_value(argv[1:], "config")
+    spec = flag_value(argv[1:], "config")
     if spec and not pathlib.Path(spec.partition(":")[0]).is_file():  # config_flags would defer this error
         fail(f"config file {spec.partition(':')[0]!r} not found (e.g. --config configs/demo.py:smoke)")
     try:

@@ -4,6 +4,8 @@ import pathlib
 import re
 import shlex
 
+from jaxrlvr.cli import flag_value
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -19,14 +21,7 @@ def commands(md_file: str) -> list[list[str]]:
     return out
 
 
-def option(argv: list[str], name: str) -> str | None:
-    """The value of ``--name VALUE`` or ``--name=VALUE``."""
-    for i, a in enumerate(argv):
-        if a == f"--{name}" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith(f"--{name}="):
-            return a.split("=", 1)[1]
-    return None
+option = flag_value  # the value of --name VALUE or --name=VALUE
 
 
 def replace_option(argv: list[str], name: str, value: str) -> list[str]:
