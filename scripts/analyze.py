@@ -44,7 +44,7 @@ def main(argv=None) -> int:
         impact_rows=args.impact_rows,
         impact_k=args.impact_k,
     )
-    from jaxrlvr import cli
+    from jaxrlvr import cli_support as cli
 
     cli.quiet_logs()
     try:

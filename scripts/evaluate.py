@@ -20,7 +20,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from absl import app
 from ml_collections import config_flags
 
-from jaxrlvr import cli
+from jaxrlvr import cli_support as cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/eval.py", "evaluation config file", lock_config=True)
 

@@ -15,7 +15,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # configs/
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxrlvr import cli
+from jaxrlvr import cli_support as cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file (configs/NAME.py[:presets])", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics, plots, summary)")

@@ -4,7 +4,7 @@ import pathlib
 import re
 import shlex
 
-from jaxrlvr.cli import flag_value
+from jaxrlvr.cli_support import flag_value
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from jaxrlvr import cli  # noqa: E402
+from jaxrlvr import cli_support as cli  # noqa: E402
 
 
 def main(out: str, specs: list[str]) -> None:

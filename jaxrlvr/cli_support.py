@@ -1,5 +1,5 @@
-"""What the command-line scripts share: flag parsing whose user errors are one line with the fix (exit
-status 2, no traceback), and quiet library logging.
+"""User-facing behaviour shared by the command-line entry points (``jaxrlvr.cli``, scripts/analyze.py): flag
+parsing whose user errors are one line with the fix (exit status 2, no traceback), and quiet library logging.
 
 A user error is a bad config file or preset, an unknown ``--config.key`` (with the closest known key), a
 missing required flag, or a ``ValueError`` / ``FileNotFoundError`` raised while validating the config, the
