@@ -39,6 +39,7 @@ import math
 import os
 import pathlib
 import re
+import warnings
 
 import numpy as np
 
@@ -246,9 +247,33 @@ def load_run(workdir: str | os.PathLike) -> Run:
     )
 
 
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The records of a ``metrics.jsonl`` file, in order."""
-    return [json.loads(line) for line in pathlib.Path(path).read_text().splitlines() if line.strip()]
+class MetricsFileError(ValueError):
+    """A malformed line in ``metrics.jsonl`` (the message names the file and line)."""
+
+
+def read_metrics(path: str | os.PathLike, *, torn_tail: str = "error") -> list[dict]:
+    """The records of a ``metrics.jsonl`` file, in order. A line that is not a JSON object is a
+    :class:`MetricsFileError` naming file and line; with ``torn_tail="drop"`` an unterminated malformed
+    *last* line (what a kill during an append leaves) is dropped with a warning instead."""
+    path = pathlib.Path(path)
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    out = []
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError(f"a record must be a JSON object, got {type(rec).__name__}")
+        except ValueError as e:
+            torn = i == len(lines) and not text.endswith("\n")
+            if torn and torn_tail == "drop":
+                warnings.warn(f"{path}:{i}: dropping a torn last line (interrupted write): {line[:80]!r}", stacklevel=2)
+                continue
+            raise MetricsFileError(f"{path}:{i}: malformed metrics line ({e}): {line[:80]!r}") from None
+        out.append(rec)
+    return out
 
 
 def _latest_step_dir(ckpt_dir: pathlib.Path) -> pathlib.Path:

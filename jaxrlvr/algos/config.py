@@ -45,12 +45,12 @@ class AlgoConfig:
     ppl_shaping: bool = False
     ppl_alpha: float = 0.01
     ppl_eps: float = 1e-6
-    # --- position-based shaping (Deng et al. 2025, Eq. 8 + 10); (m, n) = POSITION_PAPER ---
+    # --- position-based shaping (Deng et al. 2025, Eq. 8 + 10); (m, n) = POSITION_CENTRED (see shaping.py) ---
     position_shaping: bool = False
     position_gamma: float = 0.1
     position_direction: float = 1.0
     position_m: float = 15.0
-    position_n: float = -0.5
+    position_n: float = 0.5
     # --- entropy-based advantage (Cheng et al. 2025) ---
     entropy_adv: bool = False
     entropy_adv_alpha: float = 0.4
@@ -64,7 +64,7 @@ class AlgoConfig:
     clip_cov_ratio: float = 2e-4
     clip_cov_lb: float = 1.0
     clip_cov_ub: float = 5.0
-    kl_cov_ratio: float = 2e-4
+    kl_cov_ratio: float = 2e-3  # Cui et al.'s 7B recipe (2e-4 is their clip_cov_ratio)
     kl_cov_coef: float = 1.0
     # --- aggregation ---
     loss_agg_mode: str = "token-mean"

@@ -11,9 +11,14 @@ import jax.numpy as jnp
 
 from jaxrlvr.algos._util import as_bool_mask, check_2d, check_group_size, f32, masked
 
-# (m, n) of the position bonus. The paper's printed values put r = m * (l - n) in [7.5, 22.5], so
-# sigmoid(r) is within 6e-4 of 1 everywhere and the bonus is (almost) the constant gamma. The centred
-# preset n = +0.5 gives r in [-7.5, 7.5]: a real ramp from ~0 at the first token to ~gamma at the last.
+# (m, n) of the position bonus b = gamma * sigmoid(direction * m * (l - n)), l in [0, 1].
+# POSITION_CENTRED (the default): the paper prints m = 15, n = -0.5 next to Eq. 8; read as
+# sigmoid(m (l + n)) = sigmoid(15 (l - 0.5)) -- our convention's n = +0.5 -- the argument runs over
+# [-7.5, 7.5], a ramp from ~0 at the first token to ~gamma at the last centred on the middle of the
+# response. It is the only reading under which the direction changes anything, and the paper's Fig. 7
+# reports that it changes entropy and response length (904 vs 1146 tokens).
+# POSITION_PAPER: the printed values taken literally in our convention (n = -0.5): r = 15 (l + 0.5) lies
+# in [7.5, 22.5], sigmoid(r) >= 0.99945, so the bonus is the constant +gamma (direction -1: ~5e-4 gamma).
 POSITION_PAPER = (15.0, -0.5)
 POSITION_CENTRED = (15.0, 0.5)
 
@@ -84,14 +89,15 @@ def ppl_shaped_advantages(adv_BT, w_B, alpha) -> jax.Array:
     return f32(adv_BT) * scale_B[:, None]
 
 
-def position_bonus(mask_BT, *, gamma, direction=1.0, m=15.0, n=-0.5) -> jax.Array:
+def position_bonus(mask_BT, *, gamma, direction=1.0, m=15.0, n=0.5) -> jax.Array:
     """Position bonus (Deng et al. 2025, Eq. 8): ``b_t = gamma * sigmoid(direction * m * (l_t - n))``.
 
     ``l_t = t / (L - 1)`` is the relative position of the t-th valid token (t = 0 .. L-1) of a row with
     ``L`` valid tokens (``l = 0`` when ``L = 1``); 0 on padding. ``direction = +1`` favours late tokens,
-    ``-1`` early ones. Defaults are the paper's printed ``m = 15, n = -0.5`` (``POSITION_PAPER``), with
-    which the bonus is almost the constant ``gamma``; ``POSITION_CENTRED = (15, +0.5)`` gives a real
-    late-position ramp. ``gamma``, ``direction``, ``m``, ``n`` may be traced.
+    ``-1`` early ones. Defaults ``m = 15, n = +0.5`` (``POSITION_CENTRED``, our reading of the paper's
+    printed ``m = 15, n = -0.5`` as ``sigmoid(m (l + n))``): a ramp from ~0 to ~``gamma``.
+    ``POSITION_PAPER = (15, -0.5)`` is the literal reading, for which the bonus is almost the constant
+    ``gamma`` (see the module constants). ``gamma``, ``direction``, ``m``, ``n`` may be traced.
 
     Args:
       mask_BT: [B, T] response mask (the t-th valid token is counted, so a non-prefix mask also works).

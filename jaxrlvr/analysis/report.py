@@ -32,6 +32,7 @@ from jaxrlvr.analysis.shift import (
 from jaxrlvr.analysis.stages import plateau_diagnostics
 from jaxrlvr.analysis.stats import calibration, entropy_score_correlations, logp_adv_covariance
 from jaxrlvr.analysis.text import CATEGORIES, category_shares, group_diversity, quality_rates
+from jaxrlvr.analysis.vocab import vocab_html, vocab_sections
 
 _EVAL_RE = re.compile(r"^step_(\d+)$")
 
@@ -76,6 +77,7 @@ def dump_numbers(dump: RolloutDump, opts: ReportOptions = ReportOptions()) -> di
         "mean_shift_pos": masked_mean(shift, m & pos[:, None]),
         "mean_shift_neg": masked_mean(shift, m & ~pos[:, None]),
         "logp_adv_cov": logp_adv_covariance(dump.old_logp, dump.adv, m),
+        "logp_pi_adv_cov": logp_adv_covariance(dump.old_logp, dump.adv, m, form="policy_gradient"),
         "auroc": cal["auroc"],
         "log_ppl_correct": float(np.mean(lp[pos & m.any(-1)])) if (pos & m.any(-1)).any() else math.nan,
         "log_ppl_incorrect": float(np.mean(lp[~pos & m.any(-1)])) if (~pos & m.any(-1)).any() else math.nan,
@@ -194,6 +196,7 @@ class RunAnalysis:
     correlations: dict[str, dict[str, float]]
     summary: dict[str, float | int | str | None]
     model: dict = dataclasses.field(default_factory=dict)  # findings.model_sections
+    vocab: dict = dataclasses.field(default_factory=dict)  # analysis.vocab.vocab_sections
 
 
 def analyze_run(workdir: str | os.PathLike, opts: ReportOptions = ReportOptions()) -> RunAnalysis:
@@ -284,6 +287,7 @@ def analyze_run(workdir: str | os.PathLike, opts: ReportOptions = ReportOptions(
         pool=pool,
         correlations=correlations,
         summary=summary,
+        vocab=vocab_sections(run, window=2, fraction=opts.top_fraction),
     )
 
 
@@ -295,6 +299,7 @@ _PER_DUMP_COLUMNS = (
     ("entropy_neg", "H neg"),
     ("small_shift_share", "|shift|<thr"),
     ("logp_adv_cov", "cov(logp,A)"),
+    ("logp_pi_adv_cov", "cov(logp,pi*A)"),
     ("auroc", "AUROC"),
     ("log_ppl_correct", "lnPPL corr"),
     ("log_ppl_incorrect", "lnPPL inc"),
@@ -482,6 +487,7 @@ def render_html(a: RunAnalysis, figures: list[str]) -> str:
         )
         parts += ["<h2>Entropy vs benchmark score across checkpoints</h2>", f"<table>{head}{rows}</table>"]
     parts += _model_html(a.model)
+    parts.append(vocab_html(a.vocab))
     parts.append("<h2>Figures</h2>")
     notes = findings.captions(a)
     for name in figures:
@@ -511,6 +517,7 @@ def write_report(
         "plateau_index": a.plateau_index,
         "per_dump": a.per_dump,
         "correlations": a.correlations,
+        "vocab": a.vocab,
         "figures": figures,
         "model_sections": a.model,
     }

@@ -50,19 +50,27 @@ def calibration(logp_BT, mask_BT, correct_B) -> dict:
     return {"correct": s[ok & c], "incorrect": s[ok & ~c], "auroc": auroc(s, c)}
 
 
-def logp_adv_covariance(logp_BT, adv_BT, mask_BT) -> float:
+def logp_adv_covariance(logp_BT, adv_BT, mask_BT, *, form: str = "natural") -> float:
     """Covariance of token log-prob and advantage over the valid tokens of a batch (Cui et al. 2025, "The
     Entropy Mechanism of RL for Reasoning LMs", whose entropy-change estimate is proportional to it):
     ``Cov = mean_t[(logp_t - mean logp)(A_t - mean A)]`` (population covariance, means over valid tokens;
     the per-token term is what ``jaxrlvr.algos.kl_cov_select`` ranks). Positive covariance (confident
     tokens with positive advantage) lowers entropy. NaN with no valid token.
+
+    ``form="natural"`` is the above, ``Cov(log pi, A)`` (the natural-gradient form); ``form="policy_gradient"``
+    is ``Cov(log pi, pi A)`` with ``pi = exp(logp)``, the form of the entropy change under a plain
+    policy-gradient (softmax logit) update ("Revisiting Entropy", arXiv 2511.05993, Appendix E.3).
     """
+    if form not in ("natural", "policy_gradient"):
+        raise ValueError(f"form must be 'natural' or 'policy_gradient', got {form!r}")
     lp = np.asarray(_check_bt("logp_BT", logp_BT), np.float64)
     a = np.asarray(_check_bt("adv_BT", adv_BT), np.float64)
     m = _bool(_check_bt("mask_BT", mask_BT))
     if not m.any():
         return float("nan")
     x, y = lp[m], a[m]
+    if form == "policy_gradient":
+        y = np.exp(x) * y
     return float(np.mean((x - x.mean()) * (y - y.mean())))
 
 

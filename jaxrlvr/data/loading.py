@@ -113,8 +113,14 @@ def iter_records(path: pathlib.Path, fmt: str = "auto") -> Iterator[tuple[int, A
     """
     fmt = _file_format(path, fmt)
     if fmt == "jsonl":
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
+        with open(path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    bad = raw[e.start : e.start + 1].hex()
+                    yield lineno, ValueError(f"not valid UTF-8 (byte 0x{bad} at column {e.start + 1})")
+                    continue
                 if not line.strip():
                     continue
                 try:
@@ -199,8 +205,11 @@ def load_rows(
         skipped.append((lineno, reason))
 
     for index, (lineno, rec) in enumerate(iter_records(path, format)):
-        if isinstance(rec, Exception):
+        if isinstance(rec, json.JSONDecodeError):
             bad(lineno, f"invalid JSON ({rec})")
+            continue
+        if isinstance(rec, Exception):
+            bad(lineno, str(rec))
             continue
         if not isinstance(rec, dict):
             bad(lineno, f"a row must be an object, got {type(rec).__name__}")

@@ -10,6 +10,20 @@ Built-in templates:
 - ``dapo_answer``: the DAPO-Math-17k prompt as a user message of the tokenizer's chat template: solve step
   by step, last line ``Answer: $Answer``. Answers are read from the ``Answer:`` line (a ``\\boxed{}`` is
   accepted too).
+- ``llama3_math_cot`` / ``llama3_dapo``: the Llama-3.1-Instruct chat format written out (no tokenizer chat
+  template needed): ``<|begin_of_text|>``, the system header that the Llama 3.1 template always emits
+  (knowledge cutoff "December 2023", date "26 Jul 2024", then the system message, here
+  :data:`BOXED_INSTRUCTION` or none), the user turn, the assistant header. ``llama3_dapo`` puts the DAPO
+  prompt in the user turn (``Answer:`` line).
+- ``qwen3_math_cot`` / ``qwen3_math_cot_nothink`` / ``qwen3_dapo``: the Qwen3 chat format written out
+  (``<|im_start|>user ... <|im_end|>``, no default system message), the instruction in the user turn as
+  Qwen3's model card recommends for math; ``_nothink`` ends with the empty think block that Qwen3's template
+  writes for ``enable_thinking=False``.
+
+The chat formats are rendered from their documented layouts (Meta's Llama 3.1 prompt-format page; the Qwen3
+chat template), so they need no tokenizer chat template; a problem is inserted verbatim (the Llama template
+would also strip surrounding whitespace). Their markup tokens are single special tokens of the real
+tokenizers.
 
 :func:`register_template` adds a template; the name is then usable in every config.
 """
@@ -113,3 +127,40 @@ register_template(
         "dapo_answer", kind="chat", user=DAPO_PREFIX + "{problem}" + DAPO_SUFFIX, answer_format="answer_line"
     )
 )
+
+
+# Llama 3.1 Instruct (Meta's Llama 3.1 prompt-format documentation): the chat template always writes a
+# system header carrying the knowledge cutoff and a date ("26 Jul 2024" unless the caller sets one).
+LLAMA3_SYSTEM_HEADER = (
+    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+    "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+)
+
+
+def llama3_chat(user: str, system: str = "") -> str:
+    """The Llama-3.1-Instruct rendering of one user turn and the assistant header (``{problem}`` kept)."""
+    return (
+        f"{LLAMA3_SYSTEM_HEADER}{system}<|eot_id|>"
+        f"<|start_header_id|>user<|end_header_id|>\n\n{user}<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+
+
+def qwen3_chat(user: str, system: str | None = None, thinking: bool = True) -> str:
+    """The Qwen3 rendering of one user turn and the generation prompt (``{problem}`` kept); without
+    ``thinking``, the empty think block of ``enable_thinking=False``."""
+    head = "" if system is None else f"<|im_start|>system\n{system}<|im_end|>\n"
+    tail = "" if thinking else "<think>\n\n</think>\n\n"
+    return f"{head}<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n{tail}"
+
+
+_QWEN3_MATH_USER = "{problem}\n" + BOXED_INSTRUCTION
+_DAPO_USER = DAPO_PREFIX + "{problem}" + DAPO_SUFFIX
+for _name, _user, _answer_format in (
+    ("llama3_math_cot", llama3_chat("{problem}", BOXED_INSTRUCTION), "boxed"),
+    ("llama3_dapo", llama3_chat(_DAPO_USER), "answer_line"),
+    ("qwen3_math_cot", qwen3_chat(_QWEN3_MATH_USER), "boxed"),
+    ("qwen3_math_cot_nothink", qwen3_chat(_QWEN3_MATH_USER, thinking=False), "boxed"),
+    ("qwen3_dapo", qwen3_chat(_DAPO_USER), "answer_line"),
+):
+    register_template(PromptTemplate(_name, kind="plain", user=_user, answer_format=_answer_format))

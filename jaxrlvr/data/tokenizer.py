@@ -63,6 +63,12 @@ def _render_chat(messages: Sequence[dict], add_generation_prompt: bool) -> str:
     return "".join(out)
 
 
+# Tokens that end a response besides the tokenizer's own EOS, when the vocabulary has them: Qwen2.5 / Qwen3
+# chat turns (<|im_end|>, <|endoftext|>) and Llama 3.x (<|eot_id|> ends a turn, <|eom_id|> a tool message,
+# <|end_of_text|> the text), as in their generation_config.json files.
+DEFAULT_EXTRA_EOS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>")
+
+
 class HFTokenizer:
     """A `transformers` tokenizer loaded from a local folder, behind the :class:`Tokenizer` interface.
 
@@ -71,7 +77,7 @@ class HFTokenizer:
     ``<|endoftext|>`` as in the original tokenizer_config.json.
     """
 
-    def __init__(self, path: str | os.PathLike, extra_eos_tokens: Sequence[str] = ("<|im_end|>", "<|endoftext|>")):
+    def __init__(self, path: str | os.PathLike, extra_eos_tokens: Sequence[str] = DEFAULT_EXTRA_EOS):
         import transformers  # heavy import; keep it out of module import time
 
         path = pathlib.Path(path)

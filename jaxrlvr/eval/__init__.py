@@ -51,8 +51,12 @@ from jaxrlvr.eval.scoring import (
     gold_answers,
     score_responses,
 )
+from jaxrlvr.eval.select import best_step, checkpoint_steps, select_checkpoint
 
 __all__ = [
+    "best_step",
+    "checkpoint_steps",
+    "select_checkpoint",
     "BENCHMARKS",
     "Benchmark",
     "BenchmarkResult",

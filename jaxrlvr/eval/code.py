@@ -13,52 +13,33 @@ of two styles:
   calls, ``if __name__ == "__main__":`` blocks) are dropped, and the code is placed after the prompt, so
   the prompt's imports and helper functions stay available.
 
-Execution (:func:`check_programs`): each program ``prompt + completion + test + check(entry_point)`` runs in
-its own ``python -I -B`` subprocess in a fresh temporary directory, with
-
-- a wall-clock timeout (3 s by default) after which the whole process group is killed (the child starts a
-  new session; ``os.killpg(SIGKILL)``), and the group is killed after a normal exit too (stray children);
-- resource limits set in the child before the program runs: CPU time (``RLIMIT_CPU``), address space
-  (``RLIMIT_AS``, 1 GiB by default), file size (``RLIMIT_FSIZE``), no core files, and ``RLIMIT_NPROC = 0``
-  (no new processes or threads; this one has no effect when running as root);
-- a minimal environment (``PATH``, ``HOME`` and ``TMPDIR`` pointing at the temporary directory, a UTF-8
-  locale, one BLAS thread): no variable of the parent, so no tokens or keys, is inherited;
-- stdin from ``/dev/null``, stdout and stderr captured to files and returned truncated;
-- a guard that replaces destructive functions before the untrusted code runs: process creation and
-  signalling (``os.system``, ``os.fork``, ``os.exec*``, ``os.spawn*``, ``os.posix_spawn``, ``subprocess``,
-  ``os.kill``, ``os.killpg``, ``os.setsid``, ...), permission and owner changes, ``shutil.rmtree`` /
-  ``shutil.move``, and file deletion, renaming or opening for writing outside the temporary directory;
-  ``ctypes`` cannot be imported.
-
-A run counts as passed only when ``check(entry_point)`` returned and the harness then wrote a random token,
-known only to the parent and the harness, to stdout, and the process exited with status 0. ``sys.exit(0)``,
-``os._exit(0)``, an exception, a signal, a timeout or a program that prints ``"passed"`` all fail.
-
-**This is not a security boundary.** The guard only stops accidents and naive code; Python code in the same
-process can undo it (through ``gc``, frame objects, ``_io``, ...). For models you do not trust, run the
-evaluation inside a container or VM without network and with a read-only root file system (see
-``docs/ood_eval.md``).
+Execution (:func:`check_programs`, :mod:`jaxrlvr.eval.sandbox`): the model's program (prompt + completion)
+runs in a sandboxed *candidate* process that never sees the test code; the problem's ``check(candidate)``
+runs in a separate, trusted *checker* process in which ``candidate`` is a proxy: each call sends the
+arguments to the program and gets the result back as plain values only (numbers, strings, containers).
+Nothing the program does in its own process (walking frames, exiting with status 0, printing, returning an
+object whose ``__eq__`` always answers True) can make a test pass. The candidate runs in Linux namespaces
+(read-only root, private ``/tmp``, no network, a PID namespace so no process outlives the run) when
+``unshare`` works on this machine, else under an in-process guard (not a security boundary: a warning is
+logged when that happens as root). ``isolation="auto" | "namespace" | "guard"`` chooses; see
+``docs/ood_eval.md`` for the threat model.
 """
 
 from __future__ import annotations
 
 import ast
 import concurrent.futures
-import dataclasses
 import json
 import logging
-import math
 import os
 import pathlib
 import re
-import secrets
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
+
+from jaxrlvr.eval import sandbox
+from jaxrlvr.eval.sandbox import ExecutionResult, isolation_mode  # noqa: F401 - re-exported
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +57,6 @@ CHAT_INSTRUCTION = (
 )
 
 _REQUIRED_FIELDS = ("prompt", "test", "entry_point")
-_FILE_SIZE_LIMIT = 16 << 20  # RLIMIT_FSIZE in the child: stdout/stderr files and anything it writes
 
 
 class ChatTemplater(Protocol):
@@ -244,231 +224,8 @@ def extract_completion(problem: Mapping[str, Any], response: str, *, style: str 
     return text[: m.start()] if m else text
 
 
-def build_program(problem: Mapping[str, Any], completion: str) -> str:
-    """The program HumanEval runs: prompt, completion, the test code and a call of ``check``."""
-    return f"{problem['prompt']}{completion}\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
-
-
 # ----------------------------------------------------------------------------------------------------------
-# The code that runs in the child before (and after) the untrusted program. It reads a header line from
-# stdin: the success token and the limits. Everything here runs before the program; the token is written
-# only after the program returned without an exception.
-
-_CHILD = r"""
-import sys
-
-
-def _jaxrlvr_guard(root):
-    import builtins
-    import io
-    import os
-    import posix
-    import shutil
-    import subprocess
-
-    import _posixsubprocess
-
-    root = os.path.realpath(root)
-
-    def deny(name):
-        def denied(*args, **kwargs):
-            raise PermissionError(f"{name} is disabled by the jaxrlvr code-execution harness")
-        return denied
-
-    def inside(path):
-        if isinstance(path, int):
-            return False
-        try:
-            p = os.path.realpath(os.fsdecode(os.fspath(path)))
-        except Exception:
-            return False
-        return p == root or p.startswith(root + os.sep)
-
-    def confine(name, fn, npaths):
-        def confined(*args, **kwargs):
-            if any(k.endswith("dir_fd") and v is not None for k, v in kwargs.items()):
-                raise PermissionError(f"{name} with dir_fd is disabled by the jaxrlvr code-execution harness")
-            paths = list(args[:npaths]) + [kwargs[k] for k in ("path", "src", "dst", "name") if k in kwargs]
-            if not all(inside(p) for p in paths):
-                raise PermissionError(f"{name} outside the working directory is disabled by the harness")
-            return fn(*args, **kwargs)
-        return confined
-
-    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-
-    def confine_os_open(fn):
-        def guarded_open(path, flags, *args, **kwargs):
-            if flags & write_flags and not inside(path):
-                raise PermissionError("writing outside the working directory is disabled by the harness")
-            return fn(path, flags, *args, **kwargs)
-        return guarded_open
-
-    def confine_open(fn):
-        def guarded_open(file, mode="r", *args, **kwargs):
-            if isinstance(mode, str) and any(c in mode for c in "wax+") and not inside(file):
-                raise PermissionError("writing outside the working directory is disabled by the harness")
-            return fn(file, mode, *args, **kwargs)
-        return guarded_open
-
-    denied_os = (
-        "system", "popen", "fork", "forkpty", "execl", "execle", "execlp", "execlpe", "execv", "execve",
-        "execvp", "execvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp",
-        "spawnvpe", "posix_spawn", "posix_spawnp", "kill", "killpg", "setsid", "setpgid", "setpgrp",
-        "setuid", "setgid", "seteuid", "setegid", "setreuid", "setregid", "setresuid", "setresgid",
-        "chroot", "chdir", "fchdir", "chmod", "fchmod", "lchmod", "chown", "fchown", "lchown", "lchflags",
-        "chflags", "pidfd_open",
-    )
-    confined_os = {"remove": 1, "unlink": 1, "rmdir": 1, "removedirs": 1, "rename": 2, "renames": 2,
-                   "replace": 2, "truncate": 1}
-    for module in (os, posix):
-        for name in denied_os:
-            if hasattr(module, name):
-                setattr(module, name, deny(f"os.{name}"))
-        for name, npaths in confined_os.items():
-            if hasattr(module, name):
-                setattr(module, name, confine(f"os.{name}", getattr(module, name), npaths))
-        module.open = confine_os_open(module.open)
-    builtins.open = io.open = confine_open(io.open)
-    for name in ("rmtree", "move", "chown"):
-        setattr(shutil, name, deny(f"shutil.{name}"))
-    for name in ("Popen", "run", "call", "check_call", "check_output", "getoutput", "getstatusoutput"):
-        setattr(subprocess, name, deny(f"subprocess.{name}"))
-    for module, name in ((_posixsubprocess, "fork_exec"), (subprocess, "_fork_exec")):
-        if hasattr(module, name):
-            setattr(module, name, deny("fork_exec"))
-    builtins.help = deny("help")
-    for name in ("ctypes", "_ctypes", "cffi", "_posixsubprocess"):
-        sys.modules[name] = None
-
-
-def _jaxrlvr_main():
-    import builtins
-    import os
-    import resource
-    import traceback
-
-    header = sys.stdin.readline().split()
-    token, mem_bytes, cpu_s, fsize = header[0], int(header[1]), int(header[2]), int(header[3])
-    fd = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(fd, 0)
-    os.close(fd)
-
-    def limit(res, soft, hard):
-        cur_soft, cur_hard = resource.getrlimit(res)
-        if cur_hard != resource.RLIM_INFINITY:
-            soft, hard = min(soft, cur_hard), min(hard, cur_hard)
-        try:
-            resource.setrlimit(res, (soft, hard))
-        except (ValueError, OSError):
-            pass
-
-    if mem_bytes > 0:
-        limit(resource.RLIMIT_AS, mem_bytes, mem_bytes)
-    limit(resource.RLIMIT_CPU, cpu_s, cpu_s + 1)
-    limit(resource.RLIMIT_FSIZE, fsize, fsize)
-    limit(resource.RLIMIT_CORE, 0, 0)
-    limit(resource.RLIMIT_NPROC, 0, 0)
-
-    write, exit_, out = os.write, os._exit, os.dup(1)
-    try:
-        with open("program.py", encoding="utf-8") as f:
-            source = f.read()
-        code = compile(source, "program.py", "exec")
-        _jaxrlvr_guard(os.getcwd())
-        exec(code, {"__name__": "__humaneval__", "__builtins__": builtins})
-    except BaseException:
-        try:
-            traceback.print_exc()
-            sys.stderr.flush()
-        except BaseException:
-            pass
-        exit_(1)
-    try:
-        sys.stdout.flush()
-    except BaseException:
-        pass
-    write(out, ("\n" + token + "\n").encode())
-    exit_(0)
-
-
-_jaxrlvr_main()
-"""
-
-
-@dataclasses.dataclass(frozen=True)
-class ExecutionResult:
-    """Outcome of one program. ``status``: ``passed``, ``failed`` (nonzero exit, exception, signal or no
-    success token), ``timeout`` (killed at the wall-clock limit) or ``error`` (the harness itself failed)."""
-
-    passed: bool
-    status: str
-    returncode: int | None
-    stdout: str
-    stderr: str
-    wall_s: float
-
-
-def _child_env(workdir: str) -> dict[str, str]:
-    return {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": workdir,
-        "TMPDIR": workdir,
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-    }
-
-
-def _wait_without_reaping(proc: subprocess.Popen, deadline: float) -> bool:
-    """Waits until the child exits or ``deadline``; True if it exited. The child stays a zombie (not reaped),
-    so its pid and process group id cannot be reused before we kill the group. (Without ``os.waitid``, as
-    on macOS, the child is reaped first; the group is still killed, with a tiny chance of pid reuse.)"""
-    if not hasattr(os, "waitid"):
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            return True
-        except subprocess.TimeoutExpired:
-            return False
-    pid = proc.pid
-    delay = 0.001
-    while True:
-        try:
-            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
-        except ChildProcessError:
-            return True
-        if info is not None:
-            return True
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 2, 0.02)
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _read_output(path: pathlib.Path, token: str | None, limit: int) -> tuple[str, bool]:
-    """(text truncated to ``limit`` characters with the token removed, whether the token was found)."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return "", False
-    found = False
-    if token is not None:
-        marker = ("\n" + token + "\n").encode()
-        found = marker in data
-        data = data.replace(marker, b"")
-    text = data.decode("utf-8", errors="replace")
-    if len(text) > limit:
-        text = text[:limit] + f"\n[... {len(text) - limit} characters truncated]"
-    return text, found
+# Execution (jaxrlvr.eval.sandbox): the program runs in one process, the tests in another.
 
 
 def run_program(
@@ -478,62 +235,41 @@ def run_program(
     memory_mb: int = 1024,
     max_output_chars: int = 2000,
     python: str | None = None,
+    isolation: str = "auto",
 ) -> ExecutionResult:
-    """Runs one Python program in a fresh subprocess and temporary directory (see the module docstring).
+    """Runs one Python program as a candidate without tests: passed means it ran to its end without an
+    exception within ``timeout_s`` (a status the program could fake: use :func:`check_programs` for verdicts)."""
+    return _run_checked(source, "", "", None, _options(timeout_s, memory_mb, max_output_chars, python, isolation))
 
-    Passed means: the program ran to its end without an exception, the harness wrote its secret token
-    afterwards, and the process exited with status 0, all within ``timeout_s`` seconds of wall-clock time.
-    ``memory_mb`` bounds the address space (0 disables the limit).
-    """
+
+def _options(timeout_s, memory_mb, max_output_chars, python, isolation) -> dict:
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s}")
-    token = secrets.token_hex(16)
-    cpu_s = max(1, math.ceil(timeout_s))
-    header = f"{token} {int(memory_mb) << 20} {cpu_s} {_FILE_SIZE_LIMIT}\n".encode()
-    start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="jaxrlvr-exec-", ignore_cleanup_errors=True) as workdir:
-        wd = pathlib.Path(workdir)
-        (wd / "program.py").write_text(source, encoding="utf-8")
-        out_path, err_path = wd / "stdout.txt", wd / "stderr.txt"
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            proc = subprocess.Popen(
-                [python or sys.executable, "-I", "-B", "-c", _CHILD],
-                cwd=workdir,
-                env=_child_env(workdir),
-                stdin=subprocess.PIPE,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-                close_fds=True,
-            )
-        try:
-            try:
-                proc.stdin.write(header)
-                proc.stdin.close()
-            except OSError:  # the child died before reading its header
-                pass
-            exited = _wait_without_reaping(proc, start + timeout_s)
-        finally:
-            _kill_group(proc.pid)
-            proc.wait()
-        wall_s = time.monotonic() - start
-        stdout, found = _read_output(out_path, token, max_output_chars)
-        stderr, _ = _read_output(err_path, None, max_output_chars)
-    if not exited:
-        status = "timeout"
-    elif proc.returncode == 0 and found:
-        status = "passed"
-    else:
-        status = "failed"
-    return ExecutionResult(status == "passed", status, proc.returncode, stdout, stderr, wall_s)
+    python = python or sys.executable
+    return dict(
+        timeout_s=float(timeout_s),
+        memory_mb=int(memory_mb),
+        max_output_chars=int(max_output_chars),
+        python=python,
+        mode=sandbox._resolve(isolation, python),
+    )
 
 
-def _run_safely(source: str, kwargs: dict) -> ExecutionResult:
+def _run_checked(program: str, setup: str, test: str, entry_point: str | None, options: dict) -> ExecutionResult:
     try:
-        return run_program(source, **kwargs)
+        return sandbox._run(program, setup, test, entry_point, **options)
     except Exception as e:  # noqa: BLE001 - one bad program must not stop the evaluation
         logger.warning("code execution harness error: %r", e)
-        return ExecutionResult(False, "error", None, "", repr(e), 0.0)
+        return ExecutionResult(False, "error", None, "", repr(e), 0.0, repr(e), options["mode"][0])
+
+
+def _parallel(fn, items: Sequence, workers: int) -> list:
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers == 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="humaneval") as pool:
+        return list(pool.map(fn, items))
 
 
 def execute_programs(
@@ -544,16 +280,12 @@ def execute_programs(
     memory_mb: int = 1024,
     max_output_chars: int = 2000,
     python: str | None = None,
+    isolation: str = "auto",
 ) -> list[ExecutionResult]:
-    """Runs many programs, ``workers`` at a time (threads that each manage one subprocess); results are in
-    input order, and an exception in the harness for one program becomes an ``error`` result."""
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    kwargs = dict(timeout_s=timeout_s, memory_mb=memory_mb, max_output_chars=max_output_chars, python=python)
-    if workers == 1 or len(sources) <= 1:
-        return [_run_safely(s, kwargs) for s in sources]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="humaneval") as pool:
-        return list(pool.map(lambda s: _run_safely(s, kwargs), sources))
+    """:func:`run_program` for many programs, ``workers`` at a time (threads that each manage one run);
+    results in input order, a harness exception for one program becomes an ``error`` result."""
+    options = _options(timeout_s, memory_mb, max_output_chars, python, isolation)
+    return _parallel(lambda src: _run_checked(src, "", "", None, options), sources, workers)
 
 
 def check_programs(
@@ -563,14 +295,13 @@ def check_programs(
     timeout_s: float = 3.0,
     workers: int = 2,
     memory_mb: int = 1024,
+    isolation: str = "auto",
 ) -> list[bool]:
-    """Whether each ``prompt + completion`` passes its problem's tests (see :func:`run_program`)."""
-    return [
-        r.passed
-        for r in check_programs_detailed(
-            problems, completions, timeout_s=timeout_s, workers=workers, memory_mb=memory_mb
-        )
-    ]
+    """Whether each ``prompt + completion`` passes its problem's tests (see :mod:`jaxrlvr.eval.sandbox`)."""
+    results = check_programs_detailed(
+        problems, completions, timeout_s=timeout_s, workers=workers, memory_mb=memory_mb, isolation=isolation
+    )
+    return [r.passed for r in results]
 
 
 def check_programs_detailed(
@@ -580,14 +311,20 @@ def check_programs_detailed(
     timeout_s: float = 3.0,
     workers: int = 2,
     memory_mb: int = 1024,
+    isolation: str = "auto",
 ) -> list[ExecutionResult]:
     """:func:`check_programs` with the full :class:`ExecutionResult` of each program."""
     if len(problems) != len(completions):
         raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
     for i, p in enumerate(problems):
         _validate_problem(p, f"problems[{i}]")
-    sources = [build_program(p, c) for p, c in zip(problems, completions, strict=True)]
-    return execute_programs(sources, timeout_s=timeout_s, workers=workers, memory_mb=memory_mb)
+    options = _options(timeout_s, memory_mb, 2000, None, isolation)
+
+    def one(pc):
+        p, c = pc
+        return _run_checked(p["prompt"] + c, p["prompt"], p["test"], p["entry_point"], options)
+
+    return _parallel(one, list(zip(problems, completions, strict=True)), workers)
 
 
 def score_code(
@@ -597,9 +334,12 @@ def score_code(
     style: str = "chat",
     timeout_s: float = 3.0,
     memory_mb: int = 1024,
+    isolation: str = "auto",
 ) -> bool:
     """Per-sample HumanEval score: extract the code from ``response`` and run the tests."""
-    return score_code_batch([problem], [response], style=style, timeout_s=timeout_s, workers=1, memory_mb=memory_mb)[0]
+    return score_code_batch(
+        [problem], [response], style=style, timeout_s=timeout_s, workers=1, memory_mb=memory_mb, isolation=isolation
+    )[0]
 
 
 def score_code_batch(
@@ -610,9 +350,12 @@ def score_code_batch(
     timeout_s: float = 3.0,
     workers: int = 2,
     memory_mb: int = 1024,
+    isolation: str = "auto",
 ) -> list[bool]:
     """:func:`score_code` for many (problem, response) pairs, run in parallel."""
     if len(problems) != len(responses):
         raise ValueError(f"{len(problems)} problems but {len(responses)} responses")
     completions = [extract_completion(p, r, style=style) for p, r in zip(problems, responses, strict=True)]
-    return check_programs(problems, completions, timeout_s=timeout_s, workers=workers, memory_mb=memory_mb)
+    return check_programs(
+        problems, completions, timeout_s=timeout_s, workers=workers, memory_mb=memory_mb, isolation=isolation
+    )

@@ -1,6 +1,9 @@
-"""Qwen2-family models in Flax: config, parameters, forward pass, KV cache, Hugging Face checkpoints."""
+"""Decoder models of the Qwen2, Llama 3 and Qwen3 families in Flax: config, parameters, forward pass, KV
+cache, Hugging Face checkpoints (docs/models.md)."""
 
-from jaxrlvr.models.config import PRESETS, ModelConfig
+from jaxrlvr.models.config import ARCHITECTURES, PRESETS, ModelConfig, RopeScaling
+from jaxrlvr.models.decoder import positions_from_mask
+from jaxrlvr.models.hf import CheckpointError, load_hf_checkpoint, read_hf_config, save_hf_checkpoint
 from jaxrlvr.models.model import (
     abstract_params,
     forward,
@@ -12,26 +15,13 @@ from jaxrlvr.models.model import (
     param_logical_axes,
     token_logprobs_and_entropy,
 )
-from jaxrlvr.models.qwen2 import positions_from_mask
-
-
-def load_hf_checkpoint(path, dtype=None):
-    """Loads a local Hugging Face Qwen2 folder -> (ModelConfig, params). See `conversion.qwen2`."""
-    from conversion.qwen2 import load_hf_checkpoint as _load
-
-    return _load(path, dtype=dtype)
-
-
-def save_hf_checkpoint(config, params, path, **kwargs):
-    """Writes config.json + safetensors that transformers loads. See `conversion.qwen2`."""
-    from conversion.qwen2 import save_hf_checkpoint as _save
-
-    return _save(config, params, path, **kwargs)
-
 
 __all__ = [
+    "ARCHITECTURES",
     "PRESETS",
+    "CheckpointError",
     "ModelConfig",
+    "RopeScaling",
     "abstract_params",
     "forward",
     "forward_with_cache",
@@ -42,6 +32,7 @@ __all__ = [
     "load_hf_checkpoint",
     "param_logical_axes",
     "positions_from_mask",
+    "read_hf_config",
     "save_hf_checkpoint",
     "token_logprobs_and_entropy",
 ]

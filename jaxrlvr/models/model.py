@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrlvr.models.config import ModelConfig
-from jaxrlvr.models.qwen2 import Cache, Qwen2, positions_from_mask
+from jaxrlvr.models.decoder import Cache, Decoder, positions_from_mask
 
 Array = jax.Array
 
@@ -28,7 +28,7 @@ def init_params(config: ModelConfig, rng: Array) -> dict:
 
     Jitted (one compiled initialiser per config): eager linen initialisation dispatches op by op.
     """
-    boxed = Qwen2(config).init(rng, *_dummy_inputs(), method=Qwen2.init_all)["params"]
+    boxed = Decoder(config).init(rng, *_dummy_inputs(), method=Decoder.init_all)["params"]
     return nn.meta.unbox(boxed)
 
 
@@ -40,7 +40,7 @@ def abstract_params(config: ModelConfig) -> dict:
 def param_logical_axes(config: ModelConfig) -> dict:
     """Tree (same structure as the params) of logical axis-name tuples, e.g. ('layers', 'embed', 'mlp')."""
     boxed = jax.eval_shape(
-        lambda: Qwen2(config).init(jax.random.key(0), *_dummy_inputs(), method=Qwen2.init_all)["params"]
+        lambda: Decoder(config).init(jax.random.key(0), *_dummy_inputs(), method=Decoder.init_all)["params"]
     )
     return jax.tree.map(lambda b: tuple(b.names), boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
@@ -62,13 +62,13 @@ def hidden_states(
         attention_mask_BT = jnp.ones(input_ids_BT.shape, jnp.int32)
     if positions_BT is None:
         positions_BT = positions_from_mask(attention_mask_BT)
-    h, _ = Qwen2(config).apply({"params": params}, input_ids_BT, positions_BT, attention_mask_BT)
+    h, _ = Decoder(config).apply({"params": params}, input_ids_BT, positions_BT, attention_mask_BT)
     return h
 
 
 def lm_logits(config: ModelConfig, params: dict, h_BTD: Array) -> Array:
     """Float32 logits [B, T, V] from hidden states (tied or untied head)."""
-    return Qwen2(config).apply({"params": params}, h_BTD, method=Qwen2.logits)
+    return Decoder(config).apply({"params": params}, h_BTD, method=Decoder.logits)
 
 
 def forward(
@@ -108,11 +108,11 @@ def forward_with_cache(
     new tokens); a query attends slots ``<= its own slot`` that the mask allows. Returns float32 logits
     [B, T, V] (or hidden states [B, T, D] with ``return_logits=False``) and the updated cache.
     """
-    model = Qwen2(config)
+    model = Decoder(config)
     h, new_cache = model.apply({"params": params}, input_ids_BT, positions_BT, kv_mask_BS, cache, cache_index)
     if not return_logits:
         return h, new_cache
-    return model.apply({"params": params}, h, method=Qwen2.logits), new_cache
+    return model.apply({"params": params}, h, method=Decoder.logits), new_cache
 
 
 @functools.partial(jax.checkpoint, static_argnums=(0, 4))

@@ -26,6 +26,23 @@ from functools import lru_cache
 _WRAPPERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 
 
+_BRACE_TOKEN = re.compile(r"\\.|[{}]", re.DOTALL)
+
+
+def brace_matches(s: str) -> dict[int, int]:
+    """``{index of '{': index of its matching '}'}`` for every closed ``{`` of ``s``, in one linear pass
+    (escaped braces ``\\{`` ``\\}`` skipped). Unclosed braces are absent."""
+    out: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _BRACE_TOKEN.finditer(s):
+        c = m.group()
+        if c == "{":
+            stack.append(m.start())
+        elif c == "}" and stack:
+            out[stack.pop()] = m.start()
+    return out
+
+
 def _matching_brace(s: str, open_idx: int) -> int:
     """Index of the ``}`` closing the ``{`` at ``open_idx`` (escaped braces skipped), or -1."""
     depth = 0
@@ -194,6 +211,9 @@ def _strip_units(s: str) -> str:
 
 def _common(s: str) -> str:
     """The clean-up both normal forms share."""
+    # Whitespace runs first: several patterns below scan ``\\s*`` from every position, which is quadratic
+    # in the length of a run (a 128k-space answer took 14 s); after this every run is one character.
+    s = _WS.sub(" ", s)
     s = _strip_outer_wrappers(s)
     s = _REPEATING.sub(_repeating_to_fraction, s)
     s = _EMPTY_SET.sub(r"\\emptyset", s)

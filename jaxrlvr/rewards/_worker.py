@@ -5,7 +5,7 @@ file by path, so the worker never imports the ``jaxrlvr`` package (and so never 
 ``_verify_core.py`` from the same folder the same way.
 
 Protocol (each frame: 4-byte big-endian length + UTF-8 JSON):
-  worker -> parent, once at start-up:  {"ready": true}
+  worker -> parent, once at start-up:  {"ready": true} | {"ready": false, "error": "why"}
   parent -> worker:  {"pred": str, "golds": [str, ...], "soft_timeout": float, "fast_path": bool}
   worker -> parent:  {"ok": bool} | {"timeout": true} | {"error": "message"}
 
@@ -13,6 +13,9 @@ The worker runs in its own main thread, so it can use SIGALRM for a *soft* timeo
 parent's hard deadline); a soft timeout answers ``{"timeout": true}`` and keeps the worker alive. Work that
 never returns to the interpreter (a huge integer power inside C) is caught by the parent's hard deadline,
 which kills the process.
+
+The worker dies with the process that started it (``parent_pid``): on Linux through ``PR_SET_PDEATHSIG``
+(delivered by the kernel even while the worker is stuck in C code), elsewhere through a watchdog thread.
 """
 
 from __future__ import annotations
@@ -63,7 +66,34 @@ def _load_core():
     return module
 
 
-def main(memory_limit_mb: int = 0) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            if ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent_pid:  # the parent died before the prctl
+                    os._exit(0)
+                return
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+            pass
+
+    def watch():  # pragma: no cover - non-Linux fallback
+        import time
+
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    import threading
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def main(memory_limit_mb: int = 0, parent_pid: int | None = None) -> None:
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     # Keep the protocol channel private: anything the libraries print goes to stderr.
     out_fd = os.dup(1)
     os.dup2(2, 1)
@@ -78,8 +108,12 @@ def main(memory_limit_mb: int = 0) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         except (ValueError, OSError):  # pragma: no cover - platform dependent
             pass
-    core = _load_core()
-    core._math_verify()  # import math_verify + sympy now, before announcing readiness
+    try:
+        core = _load_core()
+        core._math_verify()  # import math_verify + sympy now, before announcing readiness
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which raises with this message
+        _write_frame(out_fd, {"ready": False, "error": f"{type(e).__name__}: {e}"})
+        return
     _write_frame(out_fd, {"ready": True})
     while True:
         header = _read_exact(in_fd, _HEADER.size)

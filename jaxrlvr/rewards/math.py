@@ -18,8 +18,7 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
-from jaxrlvr.rewards._verify_core import _matching_brace as _brace_end
-from jaxrlvr.rewards._verify_core import canonical_answer, quick_verdict
+from jaxrlvr.rewards._verify_core import brace_matches, canonical_answer, quick_verdict
 from jaxrlvr.rewards.pool import EquivResult, VerifierPool, default_pool
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
@@ -27,15 +26,27 @@ _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 _ANSWER_LINE = re.compile(r"(?:^|(?<=[\s*#]))\**answer\**\s*:\**\s*(?P<ans>[^\n]*)", re.IGNORECASE)
 
 
+# Our choice: the longest gold answer in the shipped math benchmarks is far shorter (see
+# docs/rewards_data_eval.md); an extracted answer longer than this (after whitespace runs are collapsed)
+# is scored incorrect without canonicalisation or sympy.
+MAX_ANSWER_CHARS = 2048
+# Our choice: a response longer than this is scored on its last MAX_RESPONSE_CHARS characters (the final
+# answer is at the end). 256k characters is over 12 characters per token for a 20k-token DAPO rollout;
+# pass ``max_response_chars`` from the rollout's token limit to tighten it.
+MAX_RESPONSE_CHARS = 1 << 18
+_WS_RUN = re.compile(r"\s+")
+
+
 def find_boxed(response: str) -> list[str]:
     """Contents of every top-level ``\\boxed{...}`` / ``\\fbox{...}`` / ``\\boxed x``, in order.
 
     A box nested inside another box is part of the outer one; an unterminated box (a truncated
-    response) is not a box.
+    response) is not a box. Linear in the length of ``response`` (braces are matched in one pass).
     """
     if not isinstance(response, str) or "\\" not in response:
         return []
     out: list[str] = []
+    matches: dict[int, int] | None = None
     pos = 0
     n = len(response)
     while True:
@@ -47,7 +58,9 @@ def find_boxed(response: str) -> list[str]:
         while k < n and response[k] in " \t":
             k += 1
         if k < n and response[k] == "{":
-            end = _brace_end(response, k)
+            if matches is None:
+                matches = brace_matches(response)
+            end = matches.get(k, -1)
             if end < 0:
                 pos = j
                 continue
@@ -65,8 +78,10 @@ def find_boxed(response: str) -> list[str]:
     return out
 
 
-def _clean_boxed(content: str) -> str | None:
-    s = content.strip()
+def _clean_boxed(content: str, max_chars: int = MAX_ANSWER_CHARS) -> str | None:
+    s = _WS_RUN.sub(" ", content).strip()
+    if len(s) > max_chars:
+        return s  # too long to be an answer: check_equivalence scores it incorrect
     # a box around a box: keep the innermost
     inner = find_boxed(s)
     while len(inner) == 1 and _BOX_RE.match(s) and s.endswith("}"):
@@ -140,11 +155,14 @@ def check_equivalence(
     workers: int | None = None,
     timeout_s: float = 5.0,
     pool: VerifierPool | None = None,
+    max_answer_chars: int = MAX_ANSWER_CHARS,
 ) -> list[EquivResult]:
     """Batch equivalence: for each ``(pred, gold_or_golds)``, is ``pred`` equivalent to (any) gold?
 
-    Pairs whose normalised strings decide the answer are settled here; the rest go to the worker pool
-    (``pool``, or the shared default pool grown to ``workers``). In input order.
+    Pairs whose normalised strings decide the answer are settled here (linear-time string work on at most
+    ``max_answer_chars`` characters); the rest go to the worker pool (``pool``, or the shared default pool
+    grown to ``workers``), where each item has a hard deadline of ``timeout_s``. A ``pred`` longer than
+    ``max_answer_chars`` is not equivalent (``error="answer too long"``). In input order.
     """
     results: list[EquivResult | None] = [None] * len(pairs)
     todo_idx: list[int] = []
@@ -153,6 +171,9 @@ def check_equivalence(
         golds = _golds(gold)
         if pred is None or not isinstance(pred, str) or not pred.strip():
             results[i] = EquivResult(False)
+            continue
+        if len(pred) > max_answer_chars:
+            results[i] = EquivResult(False, error="answer too long")
             continue
         verdicts = [quick_verdict(pred, g) for g in golds]
         if any(v is True for v in verdicts):
@@ -212,6 +233,8 @@ def score_batch(
     strict_format: bool = False,
     answer_line: bool = True,
     pool: VerifierPool | None = None,
+    max_response_chars: int = MAX_RESPONSE_CHARS,
+    max_answer_chars: int = MAX_ANSWER_CHARS,
 ) -> list[ScoreResult]:
     """Scores responses against gold answers in parallel worker processes; results in input order.
 
@@ -225,23 +248,41 @@ def score_batch(
       strict_format: only a response with exactly one ``\\boxed`` answer can be correct.
       answer_line: without a box, fall back to the DAPO ``Answer: ...`` line (ignored when strict).
       pool: a :class:`VerifierPool` to use instead of the shared one.
+      max_response_chars: a longer response is scored on its last ``max_response_chars`` characters. The
+        longest real response is the rollout's token limit: pass about ``16 * max_new_tokens``.
+      max_answer_chars: a longer extracted answer (whitespace runs collapsed) is incorrect.
+
+    Extraction and the string shortcuts run here, in linear time on at most ``max_response_chars``
+    characters; everything else runs in the worker pool under the per-item deadline ``timeout_s``.
     """
     if len(responses) != len(golds):
         raise ValueError(f"score_batch got {len(responses)} responses but {len(golds)} golds")
+    if max_response_chars < 1 or max_answer_chars < 1:
+        raise ValueError(
+            f"max_response_chars={max_response_chars} and max_answer_chars={max_answer_chars} must be >= 1"
+        )
     answers: list[str | None] = []
     format_ok: list[bool] = []
     for r in responses:
+        if isinstance(r, str) and len(r) > max_response_chars:
+            r = r[-max_response_chars:]
         boxes = find_boxed(r) if isinstance(r, str) else []
         ok = len(boxes) == 1
         format_ok.append(ok)
         if strict_format and not ok:
             answers.append(None)
             continue
-        ans = _clean_boxed(boxes[-1]) if boxes else None
+        ans = _clean_boxed(boxes[-1], max_answer_chars) if boxes else None
         if ans is None and answer_line and not strict_format:
             ans = extract_answer_line(r)
         answers.append(ans)
-    eq = check_equivalence(list(zip(answers, golds, strict=True)), workers=workers, timeout_s=timeout_s, pool=pool)
+    eq = check_equivalence(
+        list(zip(answers, golds, strict=True)),
+        workers=workers,
+        timeout_s=timeout_s,
+        pool=pool,
+        max_answer_chars=max_answer_chars,
+    )
     out = []
     for ans, ok, e in zip(answers, format_ok, eq, strict=True):
         good = e.equal and (ok or not strict_format)

@@ -9,23 +9,38 @@ thread may use a pool (calls are serialised by a lock).
 
 Workers are plain ``subprocess`` children (``python -P -c ...``) speaking length-prefixed JSON over pipes,
 so they do not re-import the caller's ``__main__`` (which ``multiprocessing`` spawn would, importing jax
-into every worker). A worker exits when its stdin closes, so none outlives the parent.
+into every worker). A worker exits when its stdin closes, and on Linux the kernel kills it when the process
+that started it dies (``PR_SET_PDEATHSIG``; elsewhere a watchdog thread polls the parent pid), even while it
+is stuck in C code. Because that signal follows the *thread* that started the process, workers are started
+by one long-lived thread of this module.
+
+Failures: a worker that dies in the middle of an item (killed, out of memory) is replaced and the item is
+retried once on the fresh worker; a second death fails the item (``error="worker crashed twice"``). A
+worker that dies while starting is restarted; three deaths in a row raise an error that says how the last
+one ended (exit status, signal, the end of its stderr). A worker that cannot import math-verify says so.
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
+import concurrent.futures
 import dataclasses
 import json
+import logging
 import os
+import queue
 import select
+import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+logger = logging.getLogger(__name__)
 
 _HEADER = struct.Struct(">I")
 _WORKER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker.py")
@@ -35,8 +50,13 @@ _LOADER = (
     "m = importlib.util.module_from_spec(spec)\n"
     "sys.modules[spec.name] = m\n"
     "spec.loader.exec_module(m)\n"
-    "m.main(int(sys.argv[2]))\n"
+    "m.main(int(sys.argv[2]), int(sys.argv[3]))\n"
 )
+# Consecutive start-up deaths after which the pool gives up (our choice: a transient kill is retried, a
+# broken interpreter fails fast).
+_MAX_START_FAILURES = 3
+# Attempts per item when its worker dies while checking it (our choice: one retry on a fresh worker).
+_MAX_ATTEMPTS = 2
 # Fraction of the hard deadline after which the worker gives up by itself (and stays alive).
 _SOFT_FRACTION = 0.8
 
@@ -50,15 +70,47 @@ class EquivResult:
     error: str | None = None
 
 
+_SPAWN_QUEUE: queue.SimpleQueue = queue.SimpleQueue()
+_SPAWN_THREAD: tuple[int, threading.Thread] | None = None
+_SPAWN_LOCK = threading.Lock()
+
+
+def _spawn_loop() -> None:
+    while True:
+        fn, fut = _SPAWN_QUEUE.get()
+        try:
+            fut.set_result(fn())
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            fut.set_exception(e)
+
+
+def _in_spawn_thread(fn: Callable):
+    """Runs ``fn`` in this module's long-lived thread (the parent-death signal of a child follows the thread
+    that started it, so a worker started by a short-lived caller thread would die with that thread)."""
+    global _SPAWN_THREAD
+    with _SPAWN_LOCK:
+        if _SPAWN_THREAD is None or _SPAWN_THREAD[0] != os.getpid() or not _SPAWN_THREAD[1].is_alive():
+            t = threading.Thread(target=_spawn_loop, name="jaxrlvr-verifier-spawn", daemon=True)
+            t.start()
+            _SPAWN_THREAD = (os.getpid(), t)
+    fut: concurrent.futures.Future = concurrent.futures.Future()
+    _SPAWN_QUEUE.put((fn, fut))
+    return fut.result()
+
+
 class _Worker:
     def __init__(self, memory_limit_mb: int, python: str):
-        self.proc = subprocess.Popen(
-            [python, "-P", "-c", _LOADER, _WORKER_FILE, str(int(memory_limit_mb))],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None,
-            close_fds=True,
-            start_new_session=True,  # a terminal Ctrl-C goes to the parent only
+        self.stderr = tempfile.TemporaryFile()  # read back when the worker dies, to say why
+        argv = [python, "-P", "-c", _LOADER, _WORKER_FILE, str(int(memory_limit_mb)), str(os.getpid())]
+        self.proc = _in_spawn_thread(
+            lambda: subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.stderr,
+                close_fds=True,
+                start_new_session=True,  # a terminal Ctrl-C goes to the parent only
+            )
         )
         self.rfd = self.proc.stdout.fileno()
         self.wfd = self.proc.stdin.fileno()
@@ -91,6 +143,29 @@ class _Worker:
             n -= len(b)
         return b"".join(chunks)
 
+    def how_it_ended(self) -> str:
+        """The exit status (or signal) of a dead worker and the end of its stderr."""
+        try:
+            code = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is None:
+            what = "did not exit"
+        elif code < 0:
+            try:
+                what = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                what = f"was killed by signal {-code}"
+        else:
+            what = f"exited with status {code}"
+        try:
+            self.stderr.seek(0, os.SEEK_END)
+            self.stderr.seek(max(0, self.stderr.tell() - 800))
+            tail = self.stderr.read().decode("utf-8", errors="replace").strip()
+        except (OSError, ValueError):
+            tail = ""
+        return what + (f"; its stderr ends with: {tail}" if tail else "; no stderr output")
+
     def kill(self) -> None:
         try:
             self.proc.kill()
@@ -105,6 +180,7 @@ class _Worker:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:  # pragma: no cover
             pass
+        self.stderr.close()
 
     def close(self) -> None:
         """Polite shutdown: closing stdin makes the worker exit; kill it if it does not."""
@@ -121,6 +197,7 @@ class _Worker:
             self.proc.stdout.close()
         except OSError:
             pass
+        self.stderr.close()
 
 
 class VerifierPool:
@@ -151,7 +228,7 @@ class VerifierPool:
         self._starting: dict[int, _Worker] = {}  # spawned, not yet ready (kept across calls)
         self._lock = threading.Lock()
         self._closed = False
-        self.stats = collections.Counter()  # items, timeouts, errors, restarts
+        self.stats = collections.Counter()  # items, timeouts, errors, restarts, retries, start_failures
 
     # -------------------------------------------------------------------------------- lifecycle
     def __enter__(self) -> VerifierPool:
@@ -214,6 +291,8 @@ class VerifierPool:
             w = self._spawn()
             starting[w.rfd] = w
         busy: dict[int, tuple[_Worker, int, float]] = {}
+        attempts = collections.Counter()
+        start_failures = 0
         soft = timeout_s * _SOFT_FRACTION
         try:
             while pending or busy:
@@ -233,6 +312,7 @@ class VerifierPool:
                         self.stats["restarts"] += 1
                         continue
                     busy[w.rfd] = (w, i, time.monotonic() + timeout_s)
+                    attempts[i] += 1
                 if not pending and not busy:
                     break
                 if not busy and not starting:
@@ -248,14 +328,27 @@ class VerifierPool:
                         w = starting.pop(fd)
                         try:
                             msg = w.recv()
-                        except (EOFError, OSError, ValueError) as e:
+                        except (EOFError, OSError, ValueError):
+                            how = w.how_it_ended()
                             w.kill()
-                            raise RuntimeError(
-                                f"a verifier worker failed to start (is math-verify installed for {self.python}?): {e}"
-                            ) from e
+                            start_failures += 1
+                            self.stats["start_failures"] += 1
+                            if start_failures >= _MAX_START_FAILURES:
+                                raise RuntimeError(
+                                    f"a verifier worker ({self.python}) failed to start {start_failures} times in "
+                                    f"a row; the last one {how}"
+                                ) from None
+                            logger.warning("a verifier worker died while starting (%s); starting another", how)
+                            nw = self._spawn()
+                            starting[nw.rfd] = nw
+                            continue
                         if not msg.get("ready"):
                             w.kill()
-                            raise RuntimeError(f"unexpected start-up message from a verifier worker: {msg}")
+                            raise RuntimeError(
+                                f"a verifier worker ({self.python}) cannot start: {msg.get('error', msg)}"
+                                " (is math-verify installed for that interpreter?)"
+                            )
+                        start_failures = 0
                         w.ready = True
                         idle.append(w)
                         continue
@@ -263,11 +356,17 @@ class VerifierPool:
                     try:
                         msg = w.recv()
                     except (EOFError, OSError, ValueError):
-                        # crashed (e.g. killed for memory): the item fails, the worker is replaced
+                        # died (killed, out of memory): the worker is replaced and the item retried once
+                        how = w.how_it_ended()
                         w.kill()
-                        results[i] = EquivResult(False, error="worker crashed")
-                        self.stats["errors"] += 1
                         self.stats["restarts"] += 1
+                        if attempts[i] < _MAX_ATTEMPTS:
+                            self.stats["retries"] += 1
+                            logger.warning("a verifier worker died on an item (%s); retrying it", how)
+                            pending.appendleft(i)
+                        else:
+                            results[i] = EquivResult(False, error="worker crashed twice")
+                            self.stats["errors"] += 1
                         nw = self._spawn()
                         starting[nw.rfd] = nw
                         continue

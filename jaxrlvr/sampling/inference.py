@@ -1,7 +1,7 @@
-"""A decode-specialised Qwen2 forward for the sampler: pure functions over a fused, per-layer parameter
+"""A decode-specialised decoder forward for the sampler: pure functions over a fused, per-layer parameter
 layout, with a KV cache laid out for one-token attention.
 
-The training model (``jaxrlvr.models.qwen2``) stores layers stacked for ``nn.scan`` and q/k/v, gate/up as
+The training model (``jaxrlvr.models.decoder``) stores layers stacked for ``nn.scan`` and q/k/v, gate/up as
 separate kernels. Decoding one token per row is bound by reading weights (large models) or by the number
 of XLA operations (small ones), so once per ``generate`` call :func:`prepare_params` rewrites the
 parameters (one copy of the layer weights, in the compute dtype):
@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrlvr.models.config import ModelConfig
-from jaxrlvr.models.qwen2 import apply_rope, rope_tables
+from jaxrlvr.models.decoder import apply_rope, rope_tables
 
 Array = jax.Array
 Cache = tuple[tuple[tuple[Array, ...], tuple[Array, ...]], ...]
@@ -85,6 +85,8 @@ class LayerParams:
     ln1: Array  # [D]
     wqkv: Array  # D -> (H + 2 KV) Hd
     bqkv: Array | None  # [(H + 2 KV) Hd]
+    q_norm: Array | None  # [Hd] (config.qk_norm: Qwen3)
+    k_norm: Array | None  # [Hd]
     wo: Array  # H Hd -> D
     ln2: Array  # [D]
     wgu: Array  # D -> 2 I  (gate features, then up features)
@@ -129,6 +131,8 @@ def prepare_params(config: ModelConfig, params: dict, layout: str = "auto") -> I
                 ln1=lay["input_norm"]["scale"][i],
                 wqkv=_kernel(jnp.concatenate([q, k, v], axis=1), dt, layout),
                 bqkv=bqkv,
+                q_norm=attn["q_norm"]["scale"][i] if config.qk_norm else None,
+                k_norm=attn["k_norm"]["scale"][i] if config.qk_norm else None,
                 wo=_kernel(attn["o_proj"]["kernel"][i].reshape(h * hd, d), dt, layout),
                 ln2=lay["post_attn_norm"]["scale"][i],
                 wgu=_kernel(
@@ -170,6 +174,8 @@ def _qkv(config: ModelConfig, lp: LayerParams, h_BTD: Array, cos: Array, sin: Ar
     q = qkv[..., : nh * hd].reshape(b, t, nh, hd)
     k = qkv[..., nh * hd : (nh + kv) * hd].reshape(b, t, kv, hd)
     v = qkv[..., (nh + kv) * hd :].reshape(b, t, kv, hd)
+    if lp.q_norm is not None:
+        q, k = _rms_norm(config, q, lp.q_norm), _rms_norm(config, k, lp.k_norm)
     return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
 
@@ -243,7 +249,7 @@ def prefill(
     col = jnp.arange(t, dtype=jnp.int32)
     valid_PT = col[None, :] >= start_P[:, None]
     pos_PT = jnp.maximum(col[None, :] - start_P[:, None], 0)
-    cos, sin = rope_tables(pos_PT, hd, config.rope_theta)
+    cos, sin = rope_tables(pos_PT, hd, config.rope_theta, config.rope_scaling)
     x = ip.embed[ids_PT].astype(config.jnp_dtype)
     empty = init_cache(config, p * g, chunks[1:])[0] if len(chunks) > 1 else ((), ())
     cache = []
@@ -300,7 +306,7 @@ def decode_step(
     lengths = [kc.shape[-1] for kc in cache[0][0][: chunk + 1]]
     offset = sum(lengths[:-1])
     attn_len = sum(lengths)
-    cos, sin = rope_tables(pos_B[:, None], hd, config.rope_theta)
+    cos, sin = rope_tables(pos_B[:, None], hd, config.rope_theta, config.rope_scaling)
     s_iota = jnp.arange(attn_len, dtype=jnp.int32)
     allowed_BA = (s_iota[None, :] <= slot) & (s_iota[None, :] >= start_B[:, None])
     x = ip.embed[tok_B][:, None, :].astype(config.jnp_dtype)  # [B, 1, D]

@@ -41,6 +41,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.num_heads = 0
     c.model.num_kv_heads = 0
     c.model.vocab_size = 0  # 0: the preset's; -1: the tokenizer's size
+    # Context overrides, applied to presets, hf_path and init_ckpt models alike (0: keep the model's). Needed
+    # for Qwen2.5-Math-7B (config.json: 4096 positions, rope_theta 1e4) at the papers' 1024 + 8192 tokens.
+    c.model.max_position_embeddings = 0
+    c.model.rope_theta = 0.0
 
     c.tokenizer = ""  # "char", a folder, or "" for model.hf_path
 
@@ -69,13 +73,17 @@ def base_config() -> ml_collections.ConfigDict:
     c.algo.clip_c = ml_collections.FieldReference(None, field_type=float)
     c.algo.loss_norm_len = ml_collections.FieldReference(None, field_type=int)
 
-    c.optim = ml_collections.ConfigDict(dataclasses.asdict(OptimConfig()))
+    optim = dataclasses.asdict(OptimConfig())
+    optim.pop("updates_per_step")  # derived from train.* (optim_config)
+    c.optim = ml_collections.ConfigDict(optim)  # warmup_steps / total_steps in RL steps
 
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 100
     c.train.mini_batch_prompts = 16  # prompts per optimizer update (x G sequences)
     c.train.micro_batch_size = 16  # sequences per forward/backward
-    c.train.ppo_epochs = 1  # passes over the rollout batch (off-policy updates N)
+    # Passes over the rollout batch. NOT the papers' N: N (off-policy updates per rollout batch) is the number
+    # of mini-batches, rollout.prompts_per_step / train.mini_batch_prompts; updates per step = N * ppo_epochs.
+    c.train.ppo_epochs = 1
     c.train.shuffle_minibatches = True
     c.train.dynamic_sampling = False
     c.train.max_gen_batches = 3
@@ -95,7 +103,8 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 50
-    c.checkpoint.keep = 2
+    c.checkpoint.keep = 2  # the newest checkpoints kept (>= 1)
+    c.checkpoint.checksums = True  # SHA-256 of every checkpoint file, verified on resume (docs/training.md)
 
     c.eval = ml_collections.ConfigDict()
     c.eval.every = 0  # evaluate every K RL steps and at the end (0: never); results go to metrics.jsonl
@@ -149,6 +158,13 @@ def validate(c: ml_collections.ConfigDict) -> None:
     if c.data.source == "file" and not pathlib.Path(c.data.path).is_file():
         raise ValueError(f"data.path={c.data.path!r} is not a file (data.source='file')")
     rc = rollout_config(c)
+    ctx_len = model_context(c)
+    if rc.max_prompt_len + rc.max_new_tokens > ctx_len:
+        raise ValueError(
+            f"rollout.max_prompt_len + rollout.max_new_tokens = {rc.max_prompt_len + rc.max_new_tokens} is beyond "
+            f"the model's context (max_position_embeddings={ctx_len}); set model.max_position_embeddings (and "
+            "model.rope_theta, docs/training.md) to extend it, or shorten the rollout"
+        )
     _ = algo_config(c)
     _ = optim_config(c)
     t = c.train
@@ -175,6 +191,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
         )
     if c.sft.steps < 0 or c.checkpoint.every < 0:
         raise ValueError("sft.steps and checkpoint.every must be >= 0")
+    if c.checkpoint.keep < 1:
+        raise ValueError(
+            f"checkpoint.keep={c.checkpoint.keep}: must be >= 1 (how many of the newest checkpoints are kept; "
+            "with 0 nothing could be resumed)"
+        )
     if c.sft.steps and c.data.source != "synthetic":
         raise ValueError("sft.steps > 0 needs data.source='synthetic' (the noisy teacher writes the targets)")
     if c.eval.every < 0:
@@ -278,9 +299,39 @@ def model_config(c, tokenizer_vocab_size: int):
     elif m.vocab_size:
         over["vocab_size"] = m.vocab_size
     cfg = ModelConfig.preset(m.preset, dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat, **over)
+    cfg = apply_context_overrides(c, cfg)
     if cfg.vocab_size < tokenizer_vocab_size:
         raise ValueError(f"model vocab_size={cfg.vocab_size} is smaller than the tokenizer's {tokenizer_vocab_size}")
     return cfg
+
+
+def apply_context_overrides(c, cfg):
+    """``cfg`` with ``model.max_position_embeddings`` / ``model.rope_theta`` applied where set (non-zero).
+
+    The papers trained Qwen2.5-Math-7B (config.json: 4096 positions) at 1024 + 8192 tokens through verl
+    with an edited config.json; the usual edit (e.g. the LUFFY recipe) is 16384 positions with rope_theta
+    4e4. Neither paper prints its values (``configs/dapo_baseline.py`` documents ours)."""
+    over = {}
+    if c.model.max_position_embeddings:
+        over["max_position_embeddings"] = int(c.model.max_position_embeddings)
+    if c.model.rope_theta:
+        over["rope_theta"] = float(c.model.rope_theta)
+    return dataclasses.replace(cfg, **over) if over else cfg
+
+
+def model_context(c) -> int:
+    """The context length (positions) the run's model will have, read without building it: the override,
+    else ``hf_path``'s config.json, else the preset's (an ``init_ckpt``'s is checked by the sampler)."""
+    from jaxrlvr.models import ModelConfig
+
+    if c.model.max_position_embeddings:
+        return int(c.model.max_position_embeddings)
+    if c.model.hf_path:
+        f = pathlib.Path(c.model.hf_path) / "config.json"
+        return int(json.loads(f.read_text()).get("max_position_embeddings", 32768)) if f.is_file() else 1 << 30
+    if c.model.preset in PRESETS and not c.model.init_ckpt:
+        return ModelConfig.preset(c.model.preset).max_position_embeddings
+    return 1 << 30  # unknown until loaded; the sampler checks it then
 
 
 def rollout_config(c) -> RolloutConfig:
@@ -293,8 +344,14 @@ def algo_config(c) -> AlgoConfig:
     return AlgoConfig.from_dict(dict(c.algo.to_dict(), group_size=c.rollout.group_size))
 
 
+def updates_per_step(c) -> int:
+    """Optimizer updates per RL step: mini-batches per rollout batch (the papers' N) x passes."""
+    return max(1, c.rollout.prompts_per_step // max(1, c.train.mini_batch_prompts)) * max(1, c.train.ppo_epochs)
+
+
 def optim_config(c) -> OptimConfig:
-    return OptimConfig(**c.optim.to_dict())
+    """``c.optim`` with its warm-up / cosine length in RL steps converted to updates (``updates_per_step``)."""
+    return OptimConfig(**c.optim.to_dict(), updates_per_step=updates_per_step(c))
 
 
 def eval_config(c, out_dir: str | None = None):

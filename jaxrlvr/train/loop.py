@@ -146,10 +146,10 @@ def _restore_or_start(ctx: RunContext, params, train_rows, heldout_rows, stream,
     """(state, loop state, first step): the latest checkpoint restored onto this run's mesh (metrics after
     it dropped), or a fresh start (SFT warm start, held-out accuracy before RL, step-0 checkpoint)."""
     c = ctx.c
-    start = ckpt.latest_step()
-    if start is not None:
-        abstract = jax.eval_shape(lambda p: _fresh_state(ctx, p), params)
-        state, extra = ckpt.restore(start, ctx.pl.abstract_state(abstract, ctx.tx))  # onto this run's mesh
+    abstract = jax.eval_shape(lambda p: _fresh_state(ctx, p), params)
+    found = ckpt.restore_latest(ctx.pl.abstract_state(abstract, ctx.tx))  # onto this run's mesh, verified
+    if found is not None:
+        start, state, extra = found
         stream.set_state(extra["data_state"])
         loop = LoopState.from_extra(extra)
         writer.truncate_after(start)
@@ -184,7 +184,9 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
     c, log = ctx.c, ctx.log  # the resolved config (config_lib.resolve_sources)
     n_proc, proc = jax.process_count(), jax.process_index()
     stream = PromptStream(train_rows, c.rollout.prompts_per_step, c.seed, shard_index=proc, shard_count=n_proc)
-    ckpt = RunCheckpointer(workdir, every=c.checkpoint.every, keep=c.checkpoint.keep)
+    ckpt = RunCheckpointer(
+        workdir, every=c.checkpoint.every, keep=c.checkpoint.keep, checksums=c.checkpoint.checksums, log=log
+    )
     writer = MetricsWriter(workdir, tensorboard=c.log.tensorboard) if ctx.main else NoWriter()
     state, loop, start = _restore_or_start(ctx, params, train_rows, heldout_rows, stream, ckpt, writer)
     loop.summary.update(counts)

@@ -41,14 +41,19 @@ class MetricsWriter:
             self._tb = SummaryWriter(str(self.dir / "tensorboard"))
 
     def truncate_after(self, step: int) -> None:
-        """Drops records with ``step > step`` (a resumed run rewrites the steps after its checkpoint)."""
+        """Drops records with ``step > step`` (a resumed run rewrites the steps after its checkpoint). The file
+        is rewritten atomically (a temporary file renamed over it): a kill during the rewrite leaves either
+        the old or the new file. A torn last line (a kill during an append) is dropped with a warning; a
+        malformed line elsewhere is an error naming the file and line."""
         self._f.close()
-        keep = [
-            line
-            for line in self.path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", -1) <= step
-        ]
-        self.path.write_text("".join(k + "\n" for k in keep))
+        recs = read_metrics(self.path, torn_tail="drop")
+        keep = [json.dumps(r, sort_keys=True) for r in recs if r.get("step", -1) <= step]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("".join(k + "\n" for k in keep))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
         self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
 
     def write(self, step: int, metrics: Mapping[str, object]) -> None:

@@ -7,6 +7,7 @@ functions. Nothing here is jitted except what it calls.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -38,8 +39,12 @@ class RolloutConfig:
             raise ValueError(
                 f"rollout.max_new_tokens={self.max_new_tokens} and max_prompt_len={self.max_prompt_len} must be >= 1"
             )
-        if not self.temperature > 0:
-            raise ValueError(f"rollout.temperature must be > 0, got {self.temperature}")
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"rollout.temperature must be a finite number > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"rollout.top_p must lie in (0, 1] (1: no nucleus cut), got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"rollout.top_k must be >= 0 (0: no top-k cut), got {self.top_k}")
         if self.overlong_shaping and not 0 < self.overlong_buffer <= self.max_new_tokens:
             raise ValueError(
                 f"rollout.overlong_buffer={self.overlong_buffer} must lie in (0, max_new_tokens={self.max_new_tokens}]"

@@ -51,11 +51,11 @@ def build_model(c, tokenizer, rng, log=lambda *a, **k: None) -> tuple[ModelConfi
         log(f"loading weights from {m.hf_path}")
         cfg, params = load_hf_checkpoint(m.hf_path, dtype=jnp.dtype(m.param_dtype))
         cfg = dataclasses.replace(cfg, dtype=m.dtype, remat=m.remat)
-        return cfg, params
+        return config_lib.apply_context_overrides(c, cfg), params
     if m.init_ckpt:
         log(f"loading weights from {m.init_ckpt}")
         cfg, params = load_params(m.init_ckpt)
-        return dataclasses.replace(cfg, dtype=m.dtype, remat=m.remat), params
+        return config_lib.apply_context_overrides(c, dataclasses.replace(cfg, dtype=m.dtype, remat=m.remat)), params
     cfg = config_lib.model_config(c, tokenizer.vocab_size)
     return cfg, init_params(cfg, rng)
 
@@ -142,7 +142,15 @@ def make_score_fn(c):
     def score_local(texts, golds):
         if not texts:
             return []
-        results = score_batch(texts, golds, workers=c.reward.workers, timeout_s=c.reward.timeout_s)
+        results = score_batch(
+            texts,
+            golds,
+            workers=c.reward.workers,
+            timeout_s=c.reward.timeout_s,
+            # A response is at most rollout.max_new_tokens tokens; no tokenizer's token decodes to more than
+            # ~16 characters of text (our choice, generous): longer input can only be hostile.
+            max_response_chars=16 * c.rollout.max_new_tokens,
+        )
         return [bool(getattr(r, "correct", r)) for r in results]
 
     def score(texts, golds):

@@ -34,13 +34,19 @@ class Scored:
 
 # ---------------------------------------------------------------------------------------------- rollout
 def collect_rollouts(ctx: RunContext, params, stream, seed_base: int) -> tuple[dict, dict]:
-    """Samples and verifies generation batches until ``rollout.prompts_per_step`` groups are kept (DAPO
-    dynamic sampling drops groups whose rewards all agree; at most ``train.max_gen_batches`` batches).
-    Returns (the step's batch: ``prompts_per_step * G`` rows, info: ``gen_batches``, ``zero_std_groups``)."""
+    """Samples and verifies generation batches until ``rollout.prompts_per_step`` groups are kept.
+
+    DAPO dynamic sampling (``train.dynamic_sampling``) drops the groups whose **accuracy** is 0 or 1 (all
+    verified wrong / all right; not the reward, which the overlong penalty makes differ within a group
+    whose advantages are still uninformative) and draws more batches, at most ``train.max_gen_batches``.
+    A batch still short is topped up with dropped (zero-std) groups, and only when there are too few of
+    those with kept groups again (counted in ``reused_groups``); a kept group never appears twice otherwise.
+    Returns (the step's batch: ``prompts_per_step * G`` rows, info: ``gen_batches``, ``zero_std_groups``
+    (share of the first batch's groups with equal accuracy), ``reused_groups``)."""
     c, rc = ctx.c, ctx.rc
-    parts, gen_batches, zero_std = [], 0, 0.0
+    g = rc.group_size
+    kept, dropped, gen_batches, zero_std = [], [], 0, 0.0
     need = c.rollout.prompts_per_step
-    first = None
     while True:
         rows = gather_prompt_rows(next(stream))  # this process's shard -> the global prompt batch
         part = rollout(
@@ -54,24 +60,32 @@ def collect_rollouts(ctx: RunContext, params, stream, seed_base: int) -> tuple[d
             generate_fn=ctx.pl.generate,
         )
         gen_batches += 1
-        keep = np.asarray(algos.dynamic_sampling_keep(jnp.asarray(part["rewards"]), rc.group_size))
+        keep = np.asarray(algos.dynamic_sampling_keep(jnp.asarray(part["correct"], jnp.float32), g))
         if gen_batches == 1:
             zero_std = 1.0 - float(keep.mean())
-            first = part
         if not c.train.dynamic_sampling:
-            parts = [part]
+            kept = [part]
             break
-        parts.append(select_groups(part, keep, rc.group_size))
-        have = sum(len(p["rewards"]) for p in parts) // rc.group_size
+        kept.append(select_groups(part, keep, g))
+        dropped.append(select_groups(part, ~keep, g))
+        have = sum(len(p["rewards"]) for p in kept) // g
         if have >= need or gen_batches >= c.train.max_gen_batches:
             break
-    batch = concat_rollouts(parts)
-    n_groups = len(batch["rewards"]) // rc.group_size
-    if n_groups < need:  # dynamic sampling ran out of generation batches: top up with zero-std groups
-        fill = select_groups(first, np.ones(need, bool), rc.group_size)
-        batch = concat_rollouts([batch, {k: v[: (need - n_groups) * rc.group_size] for k, v in fill.items()}])
-    batch = {k: v[: need * rc.group_size] for k, v in batch.items()}
-    return batch, {"gen_batches": gen_batches, "zero_std_groups": zero_std}
+    batch = concat_rollouts(kept)
+    reused = 0
+    short = need - len(batch["rewards"]) // g
+    if short > 0:  # dynamic sampling ran out of generation batches
+        fill = concat_rollouts(dropped)  # zero-std groups: zero advantage, they only keep the shape
+        n_fill = min(short, len(fill["rewards"]) // g)
+        parts = [batch, {k: v[: n_fill * g] for k, v in fill.items()}]
+        reused = short - n_fill
+        if reused:  # not even enough zero-std groups: kept groups again, said so in the metrics
+            reps = -(-reused // max(len(batch["rewards"]) // g, 1))
+            again = concat_rollouts([batch] * reps)
+            parts.append({k: v[: reused * g] for k, v in again.items()})
+        batch = concat_rollouts(parts)
+    batch = {k: v[: need * g] for k, v in batch.items()}
+    return batch, {"gen_batches": gen_batches, "zero_std_groups": zero_std, "reused_groups": reused}
 
 
 # ---------------------------------------------------------------------------------------------- score
@@ -228,6 +242,7 @@ def step_metrics(ctx: RunContext, batch: dict, scored: Scored, upd: dict, info: 
         "log_ppl": float(np.mean(-(np.asarray(scored.old_logp) * m_np).sum(1) / np.maximum(m_np.sum(1), 1))),
         "zero_std_groups": info["zero_std_groups"],
         "gen_batches": info["gen_batches"],
+        "reused_groups": info.get("reused_groups", 0),
         "skipped_updates": info["skipped_updates"],
         "time_rollout": times["rollout"],
         "time_score": times["score"],

@@ -8,13 +8,16 @@ columns, right-padded), with ``attention_mask_BS`` marking real tokens. Response
 ``train_step`` takes one mini-batch, splits it into micro-batches (``lax.scan``), and sums the gradients of
 ``algos.token_loss``'s numerators and its denominators; dividing at the end makes gradient accumulation
 exact for every aggregation mode (the denominator never depends on the parameters). A non-finite loss or
-gradient skips the update (params and optimizer state are kept) and is reported as ``skipped=1``.
+gradient, or an update that would make any parameter or optimizer moment non-finite, skips the update (params
+and optimizer state are kept) and is reported as ``skipped=1`` (``skipped_nonfinite_update=1`` for the
+latter).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any
 
 import flax.struct
@@ -40,41 +43,54 @@ class TrainState:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear warmup then a constant or cosine schedule; global-norm gradient clipping."""
+    """AdamW with linear warmup then a constant or cosine schedule; global-norm gradient clipping.
+
+    ``warmup_steps`` and ``total_steps`` count RL steps (as verl's, e.g. the first paper's "10-step
+    warmup"); the schedule runs over optimizer updates, ``updates_per_step`` per RL step (mini-batches x
+    passes; ``train.config.optim_config`` sets it), so warm-up ends after ``warmup_steps * updates_per_step``
+    updates. With ``updates_per_step = 1`` (SFT, tests) steps and updates coincide."""
 
     lr: float = 1e-6
-    warmup_steps: int = 10
+    warmup_steps: int = 10  # RL steps
     schedule: str = "constant"  # constant | cosine
-    total_steps: int = 1000  # optimizer updates, for the cosine schedule
+    total_steps: int = 1000  # RL steps, the cosine schedule's length
     min_lr_ratio: float = 0.0
     weight_decay: float = 0.01
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
     grad_clip: float = 1.0
+    updates_per_step: int = 1  # optimizer updates per RL step (not a config key: derived from train.*)
 
     def __post_init__(self):
-        if not self.lr > 0:
-            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"optim.lr must be a finite number > 0, got {self.lr}")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"optim.schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.warmup_steps < 0 or self.total_steps <= 0:
             raise ValueError(f"optim.warmup_steps={self.warmup_steps} / total_steps={self.total_steps} invalid")
+        if self.updates_per_step < 1:
+            raise ValueError(f"OptimConfig.updates_per_step must be >= 1, got {self.updates_per_step}")
         if not self.grad_clip > 0:
             raise ValueError(f"optim.grad_clip must be > 0, got {self.grad_clip}")
+        for name in ("grad_clip", "weight_decay", "eps", "min_lr_ratio", "b1", "b2"):
+            v = getattr(self, name)
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"optim.{name} must be a finite number >= 0, got {v}")
+        if not (self.b1 < 1 and self.b2 < 1):
+            raise ValueError(f"optim.b1={self.b1} and optim.b2={self.b2} must be < 1")
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 (frozen, hashable config; a stable object for jit)
     def schedule_fn(self) -> optax.Schedule:
-        warm = max(self.warmup_steps, 0)
+        warm = max(self.warmup_steps, 0) * self.updates_per_step
+        total = self.total_steps * self.updates_per_step
         if self.schedule == "constant":
             if warm == 0:
                 return optax.constant_schedule(self.lr)
             return optax.join_schedules(
                 [optax.linear_schedule(0.0, self.lr, warm), optax.constant_schedule(self.lr)], [warm]
             )
-        return optax.warmup_cosine_decay_schedule(
-            0.0, self.lr, warm, max(self.total_steps, warm + 1), self.lr * self.min_lr_ratio
-        )
+        return optax.warmup_cosine_decay_schedule(0.0, self.lr, warm, max(total, warm + 1), self.lr * self.min_lr_ratio)
 
 
 @functools.lru_cache(maxsize=64)
@@ -186,18 +202,22 @@ def train_step_fn(
     grads = jax.tree.map(lambda g: g / den, grads)
     loss = num / den
     grad_norm = optax.tree.norm(grads)
-    ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & _tree_all_finite(grads)
-
-    def apply(_):
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        return optax.apply_updates(state.params, updates), opt_state
-
-    def skip(_):
-        return state.params, state.opt_state
-
-    params, opt_state = jax.lax.cond(ok, apply, skip, None)
+    grads_ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & _tree_all_finite(grads)
+    # The update itself is checked too: a finite gradient can still give non-finite parameters or optimizer
+    # moments (an infinite learning rate, an overflowing second moment). Either way nothing is applied.
+    updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
+    new_params = optax.apply_updates(state.params, updates)
+    update_ok = _tree_all_finite(new_params) & _tree_all_finite(new_opt_state)
+    ok = grads_ok & update_ok
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)  # noqa: E731
+    params, opt_state = keep(new_params, state.params), keep(new_opt_state, state.opt_state)
     metrics = algos.finalize_metrics(msum)
-    metrics.update(loss=loss, grad_norm=grad_norm, skipped=1.0 - ok.astype(jnp.float32))
+    metrics.update(
+        loss=loss,
+        grad_norm=grad_norm,
+        skipped=1.0 - ok.astype(jnp.float32),
+        skipped_nonfinite_update=(grads_ok & ~update_ok).astype(jnp.float32),
+    )
     if lr_fn is not None:
         metrics["lr"] = lr_fn(state.step)
     new_state = state.replace(step=state.step + ok.astype(jnp.int32), params=params, opt_state=opt_state)

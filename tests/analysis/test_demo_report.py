@@ -40,6 +40,11 @@ def test_report_from_demo_run(demo_run):
     assert set(data["figures"]) >= {"curves.png", "positional_entropy.png", "probability_shift.png"}
     for name in data["figures"]:
         assert (out / name).stat().st_size > 5000 and f"src='{name}'" in path.read_text()
+    page = path.read_text()  # the paper sections of issue 14 (vocabulary entropy drop, top-shift categories)
+    assert "Vocabulary-level entropy drop" in page and "top-20% probability-shift tokens" in page
+    assert "Prompt-level entropy" in page
+    assert set(data["vocab"]["shift_categories"]["top"]) >= {"formal_reasoning", "other"}
+    assert "logp_pi_adv_cov" in data["per_dump"][0]
     # the dumps and the trainer's metrics agree on the step's entropy and log-PPL
     for rec, d in zip(run.metrics, data["per_dump"], strict=True):
         assert d["entropy"] == pytest.approx(rec["entropy"], rel=1e-5)

@@ -16,8 +16,13 @@ ENTROPY_SETTINGS = [
 SPECS = (
     ["configs/demo.py:smoke", "configs/dapo_baseline.py:smoke", "configs/ppl_shaping.py:smoke"]
     + ["configs/ppl_shaping.py:smoke,inverse"]
-    + [f"configs/position_shaping.py:smoke{p}" for p in ("", ",centred", ",reverse", ",auto")]
+    + [f"configs/position_shaping.py:smoke{p}" for p in ("", ",paper", ",centred", ",reverse,gamma_ablation", ",auto")]
     + [f"configs/entropy_study.py:smoke,{p}" for p in ENTROPY_SETTINGS]
+    + [
+        "configs/entropy_study.py:smoke,pos_adv=entropy,offpolicy=2",
+        "configs/entropy_study.py:smoke,clip_higher,offpolicy=4",
+    ]
+    + ["configs/llama_revisiting.py:smoke"]  # the tiny Llama architecture (llama3 rope scaling, no biases)
 )
 
 

@@ -142,3 +142,14 @@ def test_shared_training_sets_load(shared_data):
     assert len(math_train.rows) == 7470 and not math_train.skipped
     dapo = load_rows(resolve_data_path("dapo_math_17k", shared_data))
     assert len(dapo.rows) == 17917
+
+
+def test_non_utf8_bytes_name_file_and_line(tmp_path):
+    from jaxrlvr.data.loading import DataError, load_rows
+
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"problem": "1+1", "answer": "2"}\n{"problem": "caf\xe9", "answer": "3"}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:2: not valid UTF-8 \(byte 0xe9 at column 17\)"):
+        load_rows(path)
+    loaded = load_rows(path, skip_bad_rows=True)
+    assert len(loaded.rows) == 1 and loaded.skipped == [(2, "not valid UTF-8 (byte 0xe9 at column 17)")]

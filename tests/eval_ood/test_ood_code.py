@@ -3,6 +3,10 @@
 import hashlib
 import math
 import os
+import pathlib
+import shutil
+import sys
+import tempfile
 import time
 
 import pytest
@@ -87,7 +91,8 @@ def test_bad_programs_fail_within_timeout_and_evaluation_continues():
     assert code.check_programs([P0], [GOOD]) == [True]  # the evaluator is still fine
 
 
-def test_files_outside_the_workdir_are_protected(tmp_path):
+def test_files_outside_the_workdir_are_protected_by_the_guard(tmp_path):
+    # the fallback path: no namespaces, the in-process guard only
     keep = tmp_path / "keep.txt"
     keep.write_text("keep")
     attempts = [
@@ -96,15 +101,20 @@ def test_files_outside_the_workdir_are_protected(tmp_path):
         f"    open({str(keep)!r}, 'w').write('gone')\n",
         f"    import pathlib\n    pathlib.Path({str(keep)!r}).unlink()\n",
         f"    import pathlib\n    pathlib.Path({str(tmp_path / 'new.txt')!r}).write_text('x')\n",
+        f"    import io\n    io.FileIO({str(keep)!r}, 'w').write(b'gone')\n",
+        f"    import os\n    os.link({str(keep)!r}, 'link.txt')\n    open('link.txt', 'w').write('gone')\n",
+        f"    import os\n    os.mkdir({str(tmp_path / 'made')!r})\n",
     ]
-    results = code.check_programs_detailed([P0] * len(attempts), [a + GOOD for a in attempts])
+    results = code.check_programs_detailed([P0] * len(attempts), [a + GOOD for a in attempts], isolation="guard")
     assert not any(r.passed for r in results)
-    assert all("PermissionError" in r.stderr for r in results)
+    assert all(r.isolation == "guard" for r in results)
+    assert all("PermissionError" in r.stderr for r in results), [r.stderr[-200:] for r in results]
     assert keep.read_text() == "keep"
     assert sorted(os.listdir(tmp_path)) == ["keep.txt"]
     # inside its own temporary directory a program may create and delete files
     local = "    open('scratch.txt', 'w').write('x')\n    import os\n    os.remove('scratch.txt')\n" + GOOD
-    assert code.check_programs([P0], [local]) == [True]
+    assert code.check_programs([P0, P0], [local, local], isolation="guard") == [True, True]
+    assert code.check_programs([P0], [local]) == [True]  # and in the default mode
 
 
 def test_environment_is_minimal_and_output_is_truncated(monkeypatch):
@@ -120,44 +130,212 @@ def test_environment_is_minimal_and_output_is_truncated(monkeypatch):
     assert len(chatty_result.stdout) < 2100 and "truncated" in chatty_result.stdout
 
 
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return "gone"
+# ---------------------------------------------------------------------------------------------------------
+# Forged passes: the verdict comes from a checker process the program cannot reach; only plain values cross.
+
+_FORGERIES = {
+    # walks back to the harness frame, looks for anything like a pass token, prints it and exits 0
+    "frame_walk_exit_0": (
+        "    import sys, os\n"
+        "    f = sys._getframe()\n"
+        "    while f is not None:\n"
+        "        for v in list(f.f_locals.values()) + list(f.f_globals.values()):\n"
+        "            if isinstance(v, str) and len(v) == 32:\n"
+        "                print(v)\n"
+        "                print('\\n' + v + '\\n')\n"
+        "        f = f.f_back\n"
+        "    sys.stdout.flush()\n"
+        "    os._exit(0)\n"
+    ),
+    "always_equal": (
+        "    class Yes:\n"
+        "        def __eq__(self, other):\n"
+        "            return True\n"
+        "        def __ne__(self, other):\n"
+        "            return False\n"
+        "        def __bool__(self):\n"
+        "            return True\n"
+        "    return Yes()\n"
+    ),
+    "bool_subclass": "    class B(int):\n        def __eq__(self, o):\n            return True\n    return B(1)\n",
+    "exit_0_at_import": "    pass\nimport os\nos._exit(0)\n",
+    "raise_systemexit": "    raise SystemExit(0)\n",
+    "generator": "    return (x for x in [])\n",
+    # a hand-made pickle that would run os.system in an unrestricted unpickler
+    "pickle_payload": (
+        "    import pickle, sys\n"
+        "    class Evil:\n"
+        "        def __reduce__(self):\n"
+        "            import os\n"
+        "            return (os.system, ('touch /tmp/jaxrlvr-forged',))\n"
+        "    return Evil()\n"
+    ),
+    # finds the server's send() by walking frames and answers with a pickle that names a global
+    "raw_frame": (
+        "    import sys\n"
+        "    f = sys._getframe()\n"
+        "    while f is not None and 'send' not in f.f_locals:\n"
+        "        f = f.f_back\n"
+        "    f.f_locals['send'](b'R', b\"cbuiltins\\neval\\n(S'True'\\ntR.\")\n"
+        "    return True\n"
+    ),
+    "patch_the_server": (
+        "    pass\nimport gc, pickle\npickle.dumps = lambda *a, **k: pickle._dumps(True, protocol=4)\n"
+    ),
+}
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc")
-def test_process_group_is_killed():
-    # The guard is no security boundary: re-importing the posix module restores fork. That lets this test
-    # leave a grandchild behind, which the harness must kill with the process group, both after a timeout
-    # and after a normal exit.
-    escape = (
-        "import sys\n"
+def test_forged_passes_fail_in_both_modes():
+    names = list(_FORGERIES)
+    completions = [_FORGERIES[n] for n in names] + [GOOD]
+    for isolation in ("auto", "guard"):
+        results = code.check_programs_detailed([P0] * len(completions), completions, isolation=isolation, workers=2)
+        forged = {n: r.status for n, r in zip(names, results, strict=False) if r.passed}
+        assert not forged, (isolation, forged)
+        assert results[-1].passed, results[-1]
+    assert not os.path.exists("/tmp/jaxrlvr-forged")
+    r = code.check_programs_detailed([P0], [_FORGERIES["raw_frame"]])[0]
+    assert r.status == "failed" and "not a plain value" in r.detail
+
+
+def test_results_are_compared_by_value():
+    # what compared equal in the original harness still does: numpy values, subclasses of builtin types
+    pytest.importorskip("numpy")
+    body = "any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])"
+    honest = [
+        f"    import numpy as np\n    return np.bool_({body})\n",
+        f"    import numpy as np\n    return np.array({body})\n",
+        f"    class B(int):\n        pass\n    return B({body})\n",
+    ]
+    assert code.check_programs([P0] * len(honest), honest) == [True] * len(honest)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Isolation
+
+
+def _pids_with_cmdline(marker: bytes) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if marker in f.read():
+                        out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+def _daemon(marker: str) -> str:
+    # at import time, after the function: the guard is not a boundary, re-importing posix restores fork,
+    # setsid and exec
+    return GOOD + (
+        "import sys, time\n"
         "del sys.modules['posix']\n"
         "import posix\n"
         "try:\n"
-        "    pid = posix.fork()\n"
-        "except OSError:\n"
-        "    print('NOFORK', flush=True)\n"
-        "    raise SystemExit(0)\n"
-        "if pid == 0:\n"
-        "    import time\n"
-        "    while True:\n"
-        "        time.sleep(0.05)\n"
-        "print('GRANDCHILD', pid, flush=True)\n"
+        "    if posix.fork() == 0:\n"
+        "        posix.setsid()\n"
+        "        if posix.fork() == 0:\n"
+        f"            posix.execv('/bin/sleep', ['sleep', {marker!r}])\n"
+        "        posix._exit(0)\n"
+        "except OSError as e:\n"
+        "    print('NOFORK', e)\n"
+        "time.sleep(0.3)\n"
     )
-    for tail in ("import time\ntime.sleep(60)\n", ""):
-        result = code.run_program(escape + tail, timeout_s=1.0)
-        if "NOFORK" in result.stdout:
-            pytest.skip("fork is not possible here (RLIMIT_NPROC applies to non-root users)")
-        pid = int(result.stdout.split("GRANDCHILD")[1].split()[0])
-        deadline = time.monotonic() + 5
-        while _state(pid) not in ("gone", "Z") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _state(pid) in ("gone", "Z")
-        assert result.passed == (tail == "")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc") or not os.path.exists("/bin/sleep"), reason="needs /proc, /bin/sleep")
+def test_no_process_outlives_a_run():
+    modes = ["guard"] + (["namespace"] if code.isolation_mode() == "namespace" else [])
+    for isolation in modes:
+        marker = f"{time.time() % 1000:.6f}9"
+        result = code.check_programs_detailed([P0], [_daemon(marker)], isolation=isolation)[0]
+        assert result.passed, result
+        if isolation == "guard" and os.geteuid() == 0:  # RLIMIT_NPROC does not bind root: the daemon started
+            assert "NOFORK" not in result.stdout
+        time.sleep(0.2)
+        assert _pids_with_cmdline(b"sleep\0" + marker.encode()) == [], isolation
+
+
+NAMESPACES = code.isolation_mode() == "namespace"
+
+
+@pytest.mark.skipif(
+    not NAMESPACES,
+    reason="`unshare` namespaces are not usable on this machine: "
+    + str(code.sandbox._MODE_CACHE.get(sys.executable, ("", (), ""))[2]),
+)
+def test_namespace_isolation_stops_escapes(tmp_path):
+    import socket
+
+    outside = pathlib.Path(tempfile.mkdtemp(dir="/var/tmp" if os.path.isdir("/var/tmp") else None))
+    try:
+        targets = []
+        for d in (tmp_path, outside):
+            (d / "keep.txt").write_text("keep")
+            targets.append(d)
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        server.setblocking(False)
+        port = server.getsockname()[1]
+        attacks = []
+        posix = "    import sys\n    del sys.modules['posix']\n    import posix\n"
+        for d in targets:
+            keep = str(d / "keep.txt")
+            attacks += [
+                f"    import _io\n    _io.open({keep!r}, 'w').write('gone')\n",
+                f"    import io\n    io.FileIO({keep!r}, 'w').write(b'gone')\n",
+                posix + f"    posix.unlink({keep!r})\n",
+                posix + f"    posix.link({keep!r}, 'l')\n    open('l', 'w').write('gone')\n",
+                posix + f"    posix.mkdir({str(d / 'made')!r})\n",
+            ]
+        attacks.append(
+            "    import sys\n    del sys.modules['_socket']\n    del sys.modules['socket']\n    import _socket\n"
+            f"    s = _socket.socket()\n    s.connect(('127.0.0.1', {port}))\n    s.send(b'x')\n"
+        )
+        results = code.check_programs_detailed([P0] * len(attacks), [a + GOOD for a in attacks], workers=2)
+        assert all(r.isolation == "namespace" for r in results)
+        assert not any(r.passed for r in results), [r.stderr[-200:] for r in results if r.passed]
+        for d in targets:
+            assert (d / "keep.txt").read_text() == "keep"
+            assert sorted(os.listdir(d)) == ["keep.txt"]
+        with pytest.raises(BlockingIOError):
+            server.accept()
+        server.close()
+    finally:
+        shutil.rmtree(outside)
+
+
+@pytest.mark.skipif(not NAMESPACES, reason="`unshare` namespaces are not usable on this machine")
+def test_namespace_isolation_without_mount_setattr():
+    # kernels before 5.12 remount every mount point read-only one by one: the probe must still pass
+    prefix = code.sandbox._MODE_CACHE[sys.executable][1]
+    assert code.sandbox._probe(prefix, sys.executable, remount_each=True) == ""
+
+
+def test_isolation_choice_and_root_warning(caplog, monkeypatch):
+    assert code.isolation_mode() in ("namespace", "guard")
+    # a machine without unshare: detection falls back to the guard, and says why when namespaces are asked for
+    monkeypatch.setattr(code.sandbox, "_NAMESPACE_PREFIXES", (("jaxrlvr-no-such-unshare", "--"),))
+    monkeypatch.setattr(code.sandbox, "_MODE_CACHE", {})
+    assert code.isolation_mode() == "guard"
+    with pytest.raises(RuntimeError, match="not available here: jaxrlvr-no-such-unshare: .*not found"):
+        code.check_programs([P0], [GOOD], isolation="namespace")
+    assert code.check_programs_detailed([P0], [GOOD])[0].isolation == "guard"
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="isolation"):
+        code.check_programs([P0], [GOOD], isolation="docker")
+    if not NAMESPACES:
+        with pytest.raises(RuntimeError, match="not available"):
+            code.check_programs([P0], [GOOD], isolation="namespace")
+    if os.geteuid() == 0:
+        code.sandbox._WARNED_ROOT = False
+        with caplog.at_level("WARNING", logger="jaxrlvr.eval.sandbox"):
+            assert code.check_programs([P0], [GOOD], isolation="guard") == [True]
+        assert "as root without operating-system isolation" in caplog.text
 
 
 def test_stop_sequences_and_completion_style():

@@ -112,7 +112,13 @@ def check_step(out):
         if shape in SCORE_MESHES:
             lp, ent = pl.score_tokens(
                 score_tokens_fn,
-                CFG, state.params, b["input_ids"], b["attention_mask"], prompt_len=P, temperature=0.9, micro_batch=MICRO
+                CFG,
+                state.params,
+                b["input_ids"],
+                b["attention_mask"],
+                prompt_len=P,
+                temperature=0.9,
+                micro_batch=MICRO,
             )
         new, m = pl.train_step(train_step_fn, state, b, rng, **static)
         emb = new.params["embed"]["embedding"]

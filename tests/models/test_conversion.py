@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from conversion import CheckpointError, flax_to_hf, hf_to_flax
-from jaxrlvr.models import ModelConfig, abstract_params, init_params, load_hf_checkpoint, save_hf_checkpoint
+from conversion import flax_to_hf, hf_to_flax
+from jaxrlvr.models import (
+    CheckpointError,
+    ModelConfig,
+    abstract_params,
+    init_params,
+    load_hf_checkpoint,
+    save_hf_checkpoint,
+)
 
 NANO = ModelConfig.preset("nano")
 
@@ -122,9 +129,9 @@ def test_wrong_shape_missing_and_extra_tensors(hf_dir, tmp_path):
 
 def test_unsupported_architecture(hf_dir, tmp_path):
     cfg = json.loads((hf_dir / "config.json").read_text())
-    cfg.update(architectures=["LlamaForCausalLM"], model_type="llama")
-    with pytest.raises(ValueError, match="unsupported architecture.*llama"):
-        load_hf_checkpoint(_copy(hf_dir, tmp_path / "llama", config=cfg))
+    cfg.update(architectures=["MistralForCausalLM"], model_type="mistral")
+    with pytest.raises(ValueError, match="unsupported architecture.*mistral"):
+        load_hf_checkpoint(_copy(hf_dir, tmp_path / "mistral", config=cfg))
 
 
 def test_cli_reports_errors(tmp_path, capsys):

@@ -9,6 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from hf_reference import left_padded, max_logit_error  # noqa: E402  (tests/models/hf_reference.py)
+
 from jaxrlvr.models import ModelConfig, forward, load_hf_checkpoint, save_hf_checkpoint  # noqa: E402
 
 # (heads, kv heads, tied): GQA ratios 1, 2 and 7.
@@ -40,30 +42,16 @@ def make_hf_model(tmp_path, heads, kv_heads, tied, seed=0, dtype=torch.float32):
     return model, out
 
 
-def left_padded_batch(rng, vocab, lengths, width):
-    ids = np.zeros((len(lengths), width), np.int64)
-    mask = np.zeros((len(lengths), width), np.int64)
-    for r, n in enumerate(lengths):
-        ids[r, width - n :] = rng.integers(0, vocab, n)
-        mask[r, width - n :] = 1
-    return ids, mask
-
-
 @pytest.mark.parametrize("heads,kv_heads,tied", CASES)
 def test_logits_match_transformers(tmp_path, heads, kv_heads, tied):
     model, path = make_hf_model(tmp_path, heads, kv_heads, tied)
     cfg, params = load_hf_checkpoint(path)
     assert cfg.num_heads == heads and cfg.num_kv_heads == kv_heads and cfg.tie_word_embeddings == tied
-    ids, mask = left_padded_batch(np.random.default_rng(1), cfg.vocab_size, [11, 4, 7, 1], 11)
-    pos = np.maximum(np.cumsum(mask, -1) - 1, 0)
-    with torch.no_grad():
-        ref = model(
-            input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), position_ids=torch.tensor(pos)
-        ).logits.numpy()
-    got = np.asarray(forward(cfg, params, jnp.asarray(ids, jnp.int32), jnp.asarray(mask, jnp.int32)))
-    valid = mask.astype(bool)
-    err = np.abs(got[valid] - ref[valid]).max()
-    assert err < 1e-4, f"max |flax - torch| logit error {err:.2e} on non-padded positions"
+    rng = np.random.default_rng(1)
+    ids, mask = left_padded([rng.integers(0, cfg.vocab_size, n) for n in (11, 4, 7, 1)], 11)
+    got = forward(cfg, params, jnp.asarray(ids, jnp.int32), jnp.asarray(mask, jnp.int32))
+    err = max_logit_error(model, got, ids, mask)
+    assert err <= 1e-5, f"max |flax - torch| logit error {err:.2e} on non-padded positions"
 
 
 def test_round_trip_is_bit_identical(tmp_path):

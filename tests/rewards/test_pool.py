@@ -1,6 +1,11 @@
-"""Verifier worker pool: order, deadlines that never hang, worker restart, threads, rewards API."""
+"""Verifier worker pool: order, deadlines that never hang, worker restart and retry, threads, rewards API,
+workers that die with their parent, and inputs that used to take quadratic time."""
 
+import os
+import signal
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -19,7 +24,12 @@ from jaxrlvr.rewards import (
 _FAKE_WORKER = r"""#!{python}
 import json, os, struct, sys, time
 mode = {mode!r}
+marker = {marker!r}
 out = sys.stdout.buffer
+if mode == "die_at_start" or (mode == "die_at_first_start" and not os.path.exists(marker)):
+    open(marker, "w").close()
+    sys.stderr.write("fake worker: dying at start\\n")
+    sys.exit(7)
 def send(obj):
     data = json.dumps(obj).encode()
     out.write(struct.pack(">I", len(data)) + data); out.flush()
@@ -35,13 +45,16 @@ while True:
         time.sleep(3600)
     if mode == "crash" and req["pred"] == "crash":
         os._exit(3)
+    if mode == "crash_once" and req["pred"] == "crash" and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(3)
     send({{"ok": req["pred"] in req["golds"]}})
 """
 
 
 def _fake_python(tmp_path, mode):
     p = tmp_path / f"fake_{mode}.py"
-    p.write_text(_FAKE_WORKER.format(python=sys.executable, mode=mode))
+    p.write_text(_FAKE_WORKER.format(python=sys.executable, mode=mode, marker=str(tmp_path / f"{mode}.marker")))
     p.chmod(0o755)
     return str(p)
 
@@ -103,10 +116,128 @@ def test_hard_deadline_kills_and_replaces_a_hung_worker(tmp_path):
 
 
 def test_crashed_worker_fails_only_its_item(tmp_path):
+    # a worker that dies on every attempt: the item is tried twice, then fails alone
     with VerifierPool(1, python=_fake_python(tmp_path, "crash")) as pool:
         res = pool.check([("a", ["a"]), ("crash", ["crash"]), ("b", ["b"])], timeout_s=5.0)
         assert [r.equal for r in res] == [True, False, True]
-        assert res[1].error == "worker crashed"
+        assert res[1].error == "worker crashed twice"
+        assert pool.stats["retries"] == 1
+
+
+def test_worker_killed_mid_item_is_retried_on_a_fresh_worker(tmp_path):
+    # a worker killed once while checking a true item: the verdict stays true
+    with VerifierPool(1, python=_fake_python(tmp_path, "crash_once")) as pool:
+        res = pool.check([("a", ["a"]), ("crash", ["crash"]), ("b", ["b"])], timeout_s=5.0)
+        assert [r.equal for r in res] == [True, True, True]
+        assert all(r.error is None for r in res)
+        assert pool.stats["retries"] == 1 and pool.stats["restarts"] == 1
+
+
+def test_worker_dying_at_start_is_restarted(tmp_path):
+    with VerifierPool(1, python=_fake_python(tmp_path, "die_at_first_start")) as pool:
+        assert [r.equal for r in pool.check([("a", ["a"]), ("b", ["c"])], timeout_s=5.0)] == [True, False]
+        assert pool.stats["start_failures"] == 1
+    with VerifierPool(1, python=_fake_python(tmp_path, "die_at_start")) as pool:
+        with pytest.raises(RuntimeError, match=r"failed to start 3 times in a row.*exited with status 7.*dying"):
+            pool.check([("a", ["a"])])
+
+
+def test_missing_math_verify_is_named(tmp_path):
+    # the real worker, in an interpreter where math_verify cannot be imported
+    p = tmp_path / "no_math_verify.py"
+    p.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        "sys.modules['math_verify'] = None\n"
+        "loader = sys.argv[3]\n"
+        "sys.argv = ['-c'] + sys.argv[4:]\n"
+        "exec(loader)\n"
+    )
+    p.chmod(0o755)
+    with VerifierPool(1, python=str(p)) as pool:
+        with pytest.raises(
+            RuntimeError, match=r"cannot start: ModuleNotFoundError.*math_verify.*is math-verify installed"
+        ):
+            pool.check([("1", ["2"])])
+
+
+_TRAINER = textwrap.dedent(
+    """
+    import threading, time
+    from jaxrlvr.rewards import VerifierPool
+    pool = VerifierPool(1)
+    assert [r.equal for r in pool.check([("1/2", ["0.5"])])] == [True]  # the worker is up
+    # one worker busy in C code far beyond any deadline (a huge integer power), from a short-lived thread
+    t = threading.Thread(target=pool.check, args=([("10^{10^{10^{10}}}", ["10"])],), kwargs={"timeout_s": 600})
+    t.start()
+    time.sleep(0.5)
+    print("STARTED", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_die_with_a_killed_trainer():
+    trainer = subprocess.Popen([sys.executable, "-c", _TRAINER], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    try:
+        assert trainer.stdout.readline().strip() == "STARTED"
+        workers = _children(trainer.pid)
+        assert workers, "the trainer started no worker"
+    finally:
+        trainer.send_signal(signal.SIGKILL)
+        trainer.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers)
+
+
+HUGE = {
+    "128k spaces in a box": "\\boxed{1" + " " * 131072 + "2}",
+    "1 MB whitespace run": "\\boxed{1" + " " * (1 << 20) + "2}",
+    "9362 unclosed boxes": "\\boxed{" * 9362 + "1",
+    "nested boxes": "\\boxed{" * 20000 + "5" + "}" * 20000,
+    "long answer line": "Answer: 5" + " " * 100000 + "x",
+}
+
+
+def test_huge_inputs_are_scored_quickly_and_correctly():
+    # Each of these used to take 13 s or more in the caller's process (quadratic extraction and
+    # canonicalisation); the bound here only catches a hang; the measured times are in docs/rewards_data_eval.md.
+    t = time.monotonic()
+    res = score_batch(list(HUGE.values()), ["5"] * len(HUGE), timeout_s=1.0, workers=1)
+    assert time.monotonic() - t < 2 * 1.0 * len(HUGE)
+    assert not any(r.correct for r in res)
+    assert res[0].answer == "1 2"
+    assert res[3].error == "answer too long"
+    # a long response is scored on its tail; a real answer still counts
+    tail = score_batch([" " * 5000 + "\\boxed{5}"], ["5"], max_response_chars=1000)[0]
+    assert tail.correct and tail.format_ok
+    assert not score_batch(["\\boxed{5}" + " " * 5000], ["5"], max_response_chars=1000)[0].correct
+    with pytest.raises(ValueError, match="max_response_chars"):
+        score_batch(["x"], ["5"], max_response_chars=0)
 
 
 def test_pool_validation():

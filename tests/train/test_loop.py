@@ -111,6 +111,11 @@ def test_non_finite_updates_stop_the_run(full_run, tmp_path):
         ("data.source", "file", "data.path=''"),
         ("algo.loss_agg_mode", "mean", "loss_agg_mode"),
         ("optim.schedule", "linear", "optim.schedule"),
+        ("optim.lr", float("inf"), "optim.lr must be a finite number"),
+        ("rollout.top_p", 0.0, "rollout.top_p must lie in"),
+        ("rollout.top_p", 1.5, "rollout.top_p must lie in"),
+        ("rollout.top_k", -1, "rollout.top_k must be >= 0"),
+        ("checkpoint.keep", 0, "checkpoint.keep=0: must be >= 1"),
     ],
 )
 def test_config_validation(key, value, match):
@@ -166,3 +171,90 @@ def test_prompt_stream_rejects_bad_shards():
         PromptStream(rows, 4, seed=0, shard_index=2, shard_count=2)
     with pytest.raises(ValueError, match="no training rows"):
         PromptStream([], 4, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------- faults
+def _copy_run(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _flip_bytes(step_dir):
+    """Flips bytes in the largest tensor file of a checkpoint step (what a bad disk or copy does)."""
+    files = sorted((p for p in (step_dir / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    target = files[-1]
+    data = bytearray(target.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 64):
+        data[i] ^= 0xFF
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_damaged_latest_checkpoint_falls_back_with_a_warning(full_run, tmp_path):
+    wd, _ = full_run
+    run = _copy_run(wd, tmp_path / "run")
+    ckpts = run / "checkpoints"
+    assert sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit()) == [3, 4]
+    flipped = _flip_bytes(ckpts / "4")
+    (ckpts / "9").mkdir()  # an empty step folder (a save killed before it wrote anything)
+    lines = []
+    summary = train(smoke(**{"train.num_steps": 4}), str(run), log=lines.append)
+    text = "\n".join(lines)
+    assert "incomplete checkpoint folder" in text and str(ckpts / "9") in text
+    assert "checkpoint step 4" in text and "damaged" in text and str(flipped) in text
+    assert "resumed from step 3" in text
+    assert (run / "checkpoints_damaged" / "4").is_dir()
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2, 3, 4]  # step 4 redone, once
+    _, params = load_params(run)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+    assert summary["steps"] == 4
+
+
+def test_every_checkpoint_damaged_is_an_error_naming_the_files(full_run, tmp_path):
+    from jaxrlvr.train.checkpoint import CheckpointError
+
+    wd, _ = full_run
+    run = _copy_run(wd, tmp_path / "run")
+    _flip_bytes(run / "checkpoints" / "4")
+    missing = sorted(p for p in (run / "checkpoints" / "3" / "state").rglob("*") if p.is_file())[-1]
+    missing.unlink()
+    with pytest.raises(CheckpointError, match="no intact checkpoint") as e:
+        train(smoke(**{"train.num_steps": 4}), str(run), log=lambda *_: None)
+    assert f"missing file {missing}" in str(e.value) and "checksum mismatch" in str(e.value)
+
+
+def test_metrics_file_rewrite_and_malformed_lines(tmp_path):
+    from jaxrlvr.runs import MetricsFileError
+    from jaxrlvr.train.metrics import MetricsWriter
+
+    w = MetricsWriter(tmp_path, tensorboard=False)
+    for step in (1, 2, 3):
+        w.write(step, {"reward": 0.5})
+    w.close()
+    path = tmp_path / "metrics.jsonl"
+    with open(path, "a") as f:
+        f.write('{"step": 4, "rew')  # torn by a kill during an append
+    with pytest.raises(MetricsFileError, match="metrics.jsonl:4: malformed"):
+        read_metrics(path)
+    w = MetricsWriter(tmp_path, tensorboard=False)
+    with pytest.warns(UserWarning, match="torn last line"):
+        w.truncate_after(2)
+    w.close()
+    assert [r["step"] for r in read_metrics(path)] == [1, 2]
+    assert not path.with_name("metrics.jsonl.tmp").exists()
+    path.write_text('{"step": 1}\nnot json\n{"step": 2}\n')
+    with pytest.raises(MetricsFileError, match="metrics.jsonl:2: malformed"):
+        read_metrics(path, torn_tail="drop")  # only an unterminated last line counts as torn
+
+
+def test_infinite_learning_rate_from_the_command_line_fails_before_training(tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "scripts/train.py", "--config", "configs/demo.py:smoke", "--config.optim.lr=inf"]
+    out = subprocess.run(cmd + ["--workdir", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert "optim.lr must be a finite number > 0, got inf" in out.stderr + out.stdout
+    assert not (tmp_path / "x" / "checkpoints").exists()

@@ -102,6 +102,32 @@ def test_non_finite_update_is_skipped():
         np.testing.assert_array_equal(x, np.asarray(y))
 
 
+def test_non_finite_parameters_after_a_finite_gradient_are_skipped():
+    """An infinite learning rate turns a finite gradient into infinite parameters: the guard checks the
+    update itself, keeps params and optimizer state, and says so."""
+    algo = algos.AlgoConfig(group_size=2)
+    tx = optax.adam(float("inf"))
+    batch = _batch()
+    batch["old_logp"] = jnp.zeros((B, R))
+    state = _state(tx, algo)
+    before = jax.tree.map(np.asarray, (state.params, state.opt_state))
+    new, m = train_step(
+        state,
+        batch,
+        jax.random.key(1),
+        model_cfg=CFG,
+        algo_cfg=algo,
+        tx=tx,
+        prompt_len=P,
+        temperature=1.0,
+        micro_batch=B,
+    )
+    assert np.isfinite(float(m["grad_norm"])) and float(m["skipped"]) == 1.0
+    assert float(m["skipped_nonfinite_update"]) == 1.0 and int(new.step) == 0
+    for x, y in zip(jax.tree.leaves(before), jax.tree.leaves((new.params, new.opt_state)), strict=True):
+        np.testing.assert_array_equal(x, np.asarray(y))
+
+
 def test_score_tokens_matches_full_forward_at_temperature():
     from jaxrlvr.models import forward
 
@@ -121,5 +147,8 @@ def test_score_tokens_matches_full_forward_at_temperature():
 def test_optim_config_validation():
     with pytest.raises(ValueError, match="optim.schedule"):
         OptimConfig(schedule="linear")
-    with pytest.raises(ValueError, match="optim.lr"):
-        dataclasses.replace(OptimConfig(), lr=0.0)
+    for lr in (0.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="optim.lr must be a finite number"):
+            dataclasses.replace(OptimConfig(), lr=lr)
+    with pytest.raises(ValueError, match="optim.weight_decay"):
+        OptimConfig(weight_decay=float("nan"))

@@ -1,4 +1,8 @@
-"""Hugging Face safetensors <-> jaxrlvr (Flax) parameters for the Qwen2 family.
+"""Hugging Face safetensors <-> jaxrlvr (Flax) parameters for the Qwen2, Llama 3 and Qwen3 families.
+
+The three families share tensor names; the key map adds ``self_attn.{q,k,v}_proj.bias`` when
+``config.attention_bias`` (Qwen2), ``self_attn.{q,k}_norm.weight`` when ``config.qk_norm`` (Qwen3), and
+``lm_head.weight`` when the head is untied.
 
 The key map is strict in both directions: every Flax parameter slot must be filled exactly once and every
 HF tensor consumed (``lm_head.weight`` of a tied model is the one tolerated extra); a missing or extra key,
@@ -10,7 +14,9 @@ Transforms (HF ``nn.Linear`` stores ``[out, in]``; Flax kernels are ``[in, ...ou
 
     q/k/v_proj.weight [N*Hd, D] -> kernel [D, N, Hd]      q/k/v_proj.bias [N*Hd] -> bias [N, Hd]
     o_proj.weight     [D, H*Hd] -> kernel [H, Hd, D]      {gate,up,down}_proj.weight -> transpose
-    lm_head.weight    [V, D]    -> lm_head [D, V]         embeddings and norms unchanged
+    lm_head.weight    [V, D]    -> lm_head [D, V]         embeddings and norms (q/k norms too) unchanged
+
+Command lines: ``python -m conversion.hf_to_flax`` / ``conversion.flax_to_hf`` (or ``jaxrlvr-convert``).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ _FLOAT_DTYPES = {
 
 
 class CheckpointError(ValueError):
-    """A Hugging Face checkpoint folder or tensor does not match the expected Qwen2 layout."""
+    """A Hugging Face checkpoint folder or tensor does not match the layout its config.json describes."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +56,7 @@ class Entry:
 
 
 def key_map(cfg: ModelConfig) -> list[Entry]:
-    """Every (HF tensor, Flax slot) pair of a Qwen2 model, in HF order."""
+    """Every (HF tensor, Flax slot) pair of a model of ``cfg``'s family, in HF order."""
     d, i, h, kv, hd, v = (
         cfg.hidden_size,
         cfg.intermediate_size,
@@ -90,6 +96,11 @@ def key_map(cfg: ModelConfig) -> list[Entry]:
                         (n * hd,),
                         *bias(n),
                     )
+                )
+        if cfg.qk_norm:
+            for norm in ("q_norm", "k_norm"):
+                out.append(
+                    Entry(p + f"self_attn.{norm}.weight", ("layers", "attn", norm, "scale"), layer, (hd,), ident, ident)
                 )
         out.append(
             Entry(
@@ -140,7 +151,7 @@ def key_map(cfg: ModelConfig) -> list[Entry]:
 def _flax_shapes(cfg: ModelConfig) -> dict[tuple[str, ...], tuple[int, ...]]:
     import jax
 
-    from jaxrlvr.models import abstract_params
+    from jaxrlvr.models.model import abstract_params
 
     flat = jax.tree_util.tree_flatten_with_path(abstract_params(cfg))[0]
     return {tuple(k.key for k in path): tuple(leaf.shape) for path, leaf in flat}
@@ -197,8 +208,8 @@ def iter_hf_tensors(path: str | os.PathLike) -> Iterator[tuple[str, np.ndarray, 
                 yield name, arr, f
 
 
-def load_hf_checkpoint(path: str | os.PathLike, dtype=np.float32) -> tuple[ModelConfig, dict]:
-    """Loads a local HF Qwen2 checkpoint folder into jaxrlvr parameters (jax arrays).
+def load_hf_checkpoint(path: str | os.PathLike, dtype=None) -> tuple[ModelConfig, dict]:
+    """Loads a local HF checkpoint folder (Qwen2, Llama 3 or Qwen3) into jaxrlvr parameters (jax arrays).
 
     Args:
       path: folder with config.json and model.safetensors (or a sharded index).
@@ -223,7 +234,9 @@ def load_hf_checkpoint(path: str | os.PathLike, dtype=np.float32) -> tuple[Model
         if name not in entries:
             if name == "lm_head.weight" and cfg.tie_word_embeddings:
                 continue  # tied: the head is the embedding; some exporters still write it
-            raise CheckpointError(f"unexpected tensor {name!r} in {f} (not part of a Qwen2 model with this config)")
+            raise CheckpointError(
+                f"unexpected tensor {name!r} in {f} (not part of a {cfg.model_type} model with this config.json)"
+            )
         e = entries[name]
         if arr.dtype not in _FLOAT_DTYPES.values():
             raise CheckpointError(f"tensor {name!r} in {f} has dtype {arr.dtype}, expected a float dtype")
