@@ -85,8 +85,25 @@ def flax_to_hf(argv=None) -> int:
             src = pathlib.Path(args.tokenizer_dir) / name
             if src.is_file():
                 shutil.copy2(src, out / name)
+    _keep_special_token_ids(args.ckpt, args.tokenizer_dir, out)
     print(f"wrote Hugging Face checkpoint to {out}")
     return 0
+
+
+def _keep_special_token_ids(ckpt, tokenizer_dir, out: pathlib.Path) -> None:
+    """Copies ``bos_token_id`` / ``eos_token_id`` into ``out/config.json`` from the Hugging Face folder the
+    weights came from (a run's ``model.hf_path``), else from ``tokenizer_dir``'s config.json."""
+    from jaxrlvr.runs import run_config
+
+    run = run_config(ckpt) or {}
+    for src in ((run.get("model") or {}).get("hf_path"), tokenizer_dir):
+        f = pathlib.Path(src) / "config.json" if src else None
+        if f is not None and f.is_file():
+            ids = {k: v for k, v in json.loads(f.read_text()).items() if k in ("bos_token_id", "eos_token_id")}
+            if ids:
+                cfg_file = out / "config.json"
+                cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), **ids}, indent=2) + "\n")
+                return
 
 
 _CONVERTERS = {"hf-to-flax": hf_to_flax, "flax-to-hf": flax_to_hf}

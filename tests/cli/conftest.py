@@ -43,6 +43,9 @@ def tiny_hf(tmp_path_factory) -> pathlib.Path:
     vocab = _byte_tokenizer(path)
     cfg = ModelConfig.preset("nano", vocab_size=vocab + (-vocab % 8), max_position_embeddings=1024)
     save_hf_checkpoint(cfg, init_params(cfg, jax.random.key(0)), path)
+    hf_cfg = json.loads((path / "config.json").read_text())  # special ids, as a real Qwen folder has them
+    hf_cfg.update(bos_token_id=vocab - 3, eos_token_id=vocab - 3)  # <|endoftext|>
+    (path / "config.json").write_text(json.dumps(hf_cfg, indent=2))
     return path
 
 
