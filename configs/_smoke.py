@@ -2,7 +2,14 @@
 
 
 def apply_smoke(c):
-    """Shrinks any config to a CPU run of a few seconds, keeping its algorithm settings."""
+    """Shrinks any config to a CPU run of a few seconds, keeping its algorithm settings.
+
+    Batch sizes, lengths and step counts shrink. The tiny character-level model on synthetic problems is
+    the default, but a model (``model.hf_path`` / ``model.init_ckpt``), tokenizer or data file
+    (``data.path``) given on the command line is kept: ``c.smoke`` tells the trainer
+    (``jaxrlvr.train.config.resolve_sources``), which sees the command line's overrides.
+    """
+    c.smoke = True
     c.tokenizer = "char"
     c.model.hf_path = ""
     c.model.init_ckpt = ""
@@ -16,16 +23,17 @@ def apply_smoke(c):
     c.model.dtype = "float32"
     c.model.param_dtype = "float32"
     c.data.source = "synthetic"
+    c.data.path = ""
     c.data.synthetic_train = 200
     c.data.heldout = 8
     c.data.heldout_samples = 2
     c.sft.steps = 4
     c.sft.batch_size = 16
-    c.sft.seq_len = 48
+    c.sft.seq_len = 64  # the noisy teacher's worked additions take up to ~50 tokens with their prompt
     c.rollout.prompts_per_step = 4
     c.rollout.group_size = 4
     c.rollout.max_new_tokens = 24
-    c.rollout.max_prompt_len = 16
+    # rollout.max_prompt_len is kept for a data file and capped for the synthetic prompts by the trainer
     c.rollout.overlong_buffer = min(c.rollout.overlong_buffer, 8)
     c.train.num_steps = 2
     c.train.mini_batch_prompts = 2

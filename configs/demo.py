@@ -63,7 +63,8 @@ def get_config(arg: str | None = None):
         a = a.strip()
         if not a:
             continue
-        if a == "smoke":
+        if a == "smoke":  # a model, tokenizer or data file given on the command line is kept (c.smoke)
+            c.smoke = True
             c.sft.steps = 4
             c.data.synthetic_train = 200
             c.data.heldout = 8

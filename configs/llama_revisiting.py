@@ -21,7 +21,7 @@ from configs._smoke import parse_presets
 
 
 def get_config(arg: str | None = None):
-    presets = parse_presets(arg, entropy_study.SETTINGS | {"smoke"})
+    presets = parse_presets(arg, set(entropy_study.SETTINGS) | {"smoke"})
     c = entropy_study.get_config(",".join(n if v is None else f"{n}={v}" for n, v in presets))
     smoke = any(n == "smoke" for n, _ in presets)
     c.model.preset = "llama-3.1-8b-instruct"

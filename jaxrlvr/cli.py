@@ -85,8 +85,25 @@ def flax_to_hf(argv=None) -> int:
             src = pathlib.Path(args.tokenizer_dir) / name
             if src.is_file():
                 shutil.copy2(src, out / name)
+    _keep_special_token_ids(args.ckpt, args.tokenizer_dir, out)
     print(f"wrote Hugging Face checkpoint to {out}")
     return 0
+
+
+def _keep_special_token_ids(ckpt, tokenizer_dir, out: pathlib.Path) -> None:
+    """Copies ``bos_token_id`` / ``eos_token_id`` into ``out/config.json`` from the Hugging Face folder the
+    weights came from (a run's ``model.hf_path``), else from ``tokenizer_dir``'s config.json."""
+    from jaxrlvr.runs import run_config
+
+    run = run_config(ckpt) or {}
+    for src in ((run.get("model") or {}).get("hf_path"), tokenizer_dir):
+        f = pathlib.Path(src) / "config.json" if src else None
+        if f is not None and f.is_file():
+            ids = {k: v for k, v in json.loads(f.read_text()).items() if k in ("bos_token_id", "eos_token_id")}
+            if ids:
+                cfg_file = out / "config.json"
+                cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), **ids}, indent=2) + "\n")
+                return
 
 
 _CONVERTERS = {"hf-to-flax": hf_to_flax, "flax-to-hf": flax_to_hf}
@@ -117,9 +134,12 @@ def _config_root_on_path(argv, default: str | None = None) -> None:
 
 
 def train(argv=None):
-    """RLVR training from a config file; re-running with the same --workdir resumes it."""
+    """RLVR training from a config file; re-running with the same --workdir resumes it (a larger
+    --config.train.num_steps extends a finished run). User errors: one line naming the fix, exit status 2."""
     from absl import app, flags
     from ml_collections import config_flags
+
+    from jaxrlvr import cli_support
 
     argv = list(sys.argv if argv is None else argv)
     _config_root_on_path(argv)
@@ -131,42 +151,44 @@ def train(argv=None):
 
     def main(args):
         if len(args) > 1:
-            raise app.UsageError(f"unexpected arguments: {args[1:]}")
-        from absl import logging
-
-        logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+            cli_support.fail(
+                f"unexpected arguments {args[1:]}: options are --config FILE[:presets], --config.key=value, --workdir"
+            )
+        cli_support.quiet_logs()  # orbax logs every save at INFO
         from jaxrlvr.train.loop import train as run
 
-        try:
+        with cli_support.user_errors():  # config / file / data validation: a message, not a traceback
             summary = run(config.value, workdir.value)
-        except ValueError as e:  # config / data validation: a message, not a traceback
-            print(f"error: {e}", file=sys.stderr)
-            return 2
         print(json.dumps(summary, indent=2))
         return 0
 
-    app.run(main, argv=argv)
+    app.run(main, argv=argv, flags_parser=cli_support.flags_parser)
 
 
 def evaluate(argv=None):
-    """Generation-based evaluation of a checkpoint on math and out-of-domain benchmarks."""
+    """Generation-based evaluation of a checkpoint on math and out-of-domain benchmarks (a run's workdir
+    brings its tokenizer). User errors: one line naming the fix, exit status 2."""
     from absl import app
     from ml_collections import config_flags
+
+    from jaxrlvr import cli_support
 
     argv = list(sys.argv if argv is None else argv)
     _config_root_on_path(argv, default="configs/eval.py")
     config = config_flags.DEFINE_config_file("config", "configs/eval.py", "evaluation config file", lock_config=True)
 
     def main(args):
-        del args
+        if len(args) > 1:
+            cli_support.fail(
+                f"unexpected arguments {args[1:]}: options are --config FILE[:presets], --config.key=value"
+            )
+        cli_support.quiet_logs()
         from jaxrlvr.eval import run_from_config
 
-        try:
+        with cli_support.user_errors():  # the message names the file and where it is looked for
             run_from_config(config.value)
-        except FileNotFoundError as e:  # the message names the file and where it is looked for
-            raise SystemExit(f"error: {e}") from None
 
-    app.run(main, argv=argv)
+    app.run(main, argv=argv, flags_parser=cli_support.flags_parser)
 
 
 __all__ = ["convert", "evaluate", "flax_to_hf", "hf_to_flax", "train"]

@@ -283,6 +283,28 @@ def _latest_step_dir(ckpt_dir: pathlib.Path) -> pathlib.Path:
     return steps[-1][1]
 
 
+def run_config(path: str | os.PathLike) -> dict | None:
+    """The trainer's ``config.json`` of the run that ``path`` belongs to (a run workdir, its checkpoints
+    folder or a step folder), or None (e.g. a conversion output or a Hugging Face folder)."""
+    path = pathlib.Path(path).absolute()
+    for folder in (path, *list(path.parents)[:3]):
+        f = folder / "config.json"
+        if f.is_file() and (folder / "checkpoints").is_dir():
+            raw = json.loads(f.read_text())
+            if isinstance(raw, dict) and "tokenizer" in raw and "model" in raw:
+                return raw
+    return None
+
+
+def run_tokenizer(path: str | os.PathLike) -> str | None:
+    """The tokenizer a run was trained with (``"char"`` or a folder: its ``tokenizer``, else its
+    ``model.hf_path``), or None when ``path`` is not inside a run."""
+    raw = run_config(path)
+    if raw is None:
+        return None
+    return raw.get("tokenizer") or (raw.get("model") or {}).get("hf_path") or None
+
+
 def load_params(path: str | os.PathLike):
     """(ModelConfig, params) from a run workdir / checkpoints folder / step folder / conversion output, restored
     onto this process's first device whatever mesh (or number of processes) wrote the checkpoint."""

@@ -17,12 +17,17 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_default_matmul_precision", "highest")
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# The folder of real data files (dapo_math_17k.jsonl, benchmarks, qwen2.5/ tokenizer): $JAXRLVR_DATA, else
+# ../shared/data beside the checkout (the dev workspace).
+SHARED_DATA = pathlib.Path(os.environ.get("JAXRLVR_DATA") or REPO_ROOT.parent / "shared" / "data").expanduser()
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> pathlib.Path:
-    """``../shared/data`` beside the checkout; tests that need it skip in a user's clone."""
+    """The real-data folder (``$JAXRLVR_DATA`` or ``../shared/data``); tests that need it skip without it."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data folder not found at {SHARED_DATA} (only present in the dev workspace)")
+        pytest.skip(
+            f"real-data folder not found at {SHARED_DATA}: set JAXRLVR_DATA=/path/to/data (dapo_math_17k.jsonl, "
+            "math500.jsonl, qwen2.5/ tokenizer files) to run these tests"
+        )
     return SHARED_DATA

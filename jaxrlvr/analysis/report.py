@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from jaxrlvr.analysis import plots
+from jaxrlvr.analysis import findings, plots
 from jaxrlvr.analysis.entropy import ema, entropy_by_outcome, masked_mean, positional_profile
 from jaxrlvr.analysis.rollouts import RolloutDump, Run, load_run
 from jaxrlvr.analysis.shift import (
@@ -49,6 +49,10 @@ class ReportOptions:
     max_dumps: int | None = None  # per-step numbers from at most N dumps (evenly spaced, last included)
     diversity_unit: str = "word"  # distinct-n over words or characters
     stage_kwargs: tuple = ()  # extra keyword arguments of detect_plateau_start, as (name, value) pairs
+    model_sections: bool = True  # Eq. 4 / Eq. 6 on the last dump with the run's checkpoint (findings.py)
+    impact_rows: int = 4  # Eq. 6: responses measured
+    impact_per_row: int = 2  # Eq. 6: positions per response
+    impact_k: int = 4  # Eq. 6: continuations per prefix (the paper: 32)
 
 
 # ------------------------------------------------------------------------------------------ per dump
@@ -191,6 +195,7 @@ class RunAnalysis:
     pool: _Pool | None
     correlations: dict[str, dict[str, float]]
     summary: dict[str, float | int | str | None]
+    model: dict = dataclasses.field(default_factory=dict)  # findings.model_sections
     vocab: dict = dataclasses.field(default_factory=dict)  # analysis.vocab.vocab_sections
 
 
@@ -262,7 +267,14 @@ def analyze_run(workdir: str | os.PathLike, opts: ReportOptions = ReportOptions(
         summary["pooled_auroc"] = auroc(np.concatenate([sc, si]), np.r_[np.ones(sc.size), np.zeros(si.size)])
         sh = pool.get("shift_all")
         summary["pooled_small_shift_share"] = float(np.mean(np.abs(sh) < opts.shift_threshold)) if sh.size else None
+    model = {}
+    if opts.model_sections and run.dumps:
+        last_dump = run.dump(list(run.dumps)[-1])
+        model = findings.model_sections(
+            run, last_dump, impact_rows=opts.impact_rows, impact_per_row=opts.impact_per_row, impact_k=opts.impact_k
+        )
     return RunAnalysis(
+        model=model,
         run=run,
         options=opts,
         steps=steps,
@@ -280,23 +292,6 @@ def analyze_run(workdir: str | os.PathLike, opts: ReportOptions = ReportOptions(
 
 
 # ------------------------------------------------------------------------------------------ writing
-_FIGURE_NOTES = {
-    "curves.png": "Token entropy and rollout accuracy per RL step (faint: raw; solid: EMA 0.6). The dashed "
-    "line is the automatically detected start of the plateau stage (jaxrlvr.analysis.detect_plateau_start).",
-    "entropy_pos_neg.png": "Entropy of positive (correct) and negative samples (EMA 0.6). In the rising "
-    "stage the drop comes mostly from negative samples.",
-    "positional_entropy.png": "Mean token entropy by relative position (20 bins), positive / negative "
-    "samples: high at the start and the end of a response (the U-shape).",
-    "ppl_histograms.png": "Left: response log-perplexity of correct vs incorrect responses. Right: the "
-    "log-PPL behind the 20% of tokens whose probability moved most in the update vs all tokens.",
-    "probability_shift.png": "Change p_new - p_old of each sampled token's probability across the step's "
-    "updates; most tokens barely move. Right: shift vs token entropy.",
-    "calibration.png": "Mean per-token log-prob of correct vs incorrect responses and the AUROC of this "
-    "confidence for predicting correctness.",
-    "dump_metrics.png": "Per-dump numbers over training: share of tokens that barely moved, covariance of "
-    "log-prob and advantage, calibration AUROC, quality issue rates, token categories, diversity.",
-}
-
 _PER_DUMP_COLUMNS = (
     ("step", "step"),
     ("accuracy", "acc"),
@@ -415,6 +410,31 @@ def _table(rows: list[tuple[str, object]]) -> str:
     return f"<table class='kv'>{body}</table>"
 
 
+def _glossary(entries: dict[str, str]) -> str:
+    body = "".join(f"<dt><code>{html.escape(k)}</code></dt><dd>{html.escape(v)}</dd>" for k, v in entries.items())
+    return f"<dl>{body}</dl>"
+
+
+def _model_html(model: dict) -> list[str]:
+    """The Eq. 4 gradient-share and Eq. 6 impact sections (or why they are missing)."""
+    head = "<h2>Gradient share (Eq. 4) and token impact (Eq. 6)</h2>"
+    if not model:
+        return []
+    if "note" in model:
+        return [head, f"<p>{html.escape(model['note'])}.</p>"]
+    grad = [(k, model[k]) for k in ("checkpoint", "dump_step", "grad_share_negative", "negative_token_share")]
+    grad.append(("grad_share_high_entropy", model["grad_share_high_entropy"]))
+    parts = [head, f"<h3>Eq. 4 ({findings.DECOMPOSING}): where the LM-head gradient comes from</h3>", _table(grad)]
+    parts.append("<h3>Eq. 6: performance impact of single tokens</h3>")
+    if "impact_note" in model:
+        parts.append(f"<p>{html.escape(model['impact_note'])}.</p>")
+    else:
+        keys = ("impact_positions", "impact_k", "impact_mean", "impact_abs_mean", "impact_share_nonzero")
+        keys += ("impact_abs_high_entropy", "impact_abs_low_entropy")
+        parts.append(_table([(k, model[k]) for k in keys]))
+    return parts
+
+
 def render_html(a: RunAnalysis, figures: list[str]) -> str:
     """The report page (figures referenced by file name, beside it)."""
     parts = [
@@ -441,6 +461,7 @@ def render_html(a: RunAnalysis, figures: list[str]) -> str:
             for d in a.per_dump
         )
         parts += ["<h2>Rollout dumps</h2>", f"<table><tr>{head}</tr>{rows}</table>"]
+        parts.append("<p>One row per analysed dump (not pooled).</p>")
         if "category_formal_reasoning" in a.per_dump[-1]:
             last = a.per_dump[-1]
             parts.append("<h3>Last dump: quality and token categories</h3>")
@@ -465,15 +486,17 @@ def render_html(a: RunAnalysis, figures: list[str]) -> str:
             for k, v in a.correlations.items()
         )
         parts += ["<h2>Entropy vs benchmark score across checkpoints</h2>", f"<table>{head}{rows}</table>"]
+    parts += _model_html(a.model)
     parts.append(vocab_html(a.vocab))
     parts.append("<h2>Figures</h2>")
+    notes = findings.captions(a)
     for name in figures:
         parts.append(
             f"<figure><img src='{html.escape(name)}' alt='{html.escape(name)}'>"
-            f"<figcaption>{html.escape(_FIGURE_NOTES.get(name, name))}</figcaption></figure>"
+            f"<figcaption>{html.escape(notes.get(name, name))}</figcaption></figure>"
         )
-    if a.pooled_steps:
-        parts.append(f"<p>Distribution figures pool the dumps of steps {', '.join(map(str, a.pooled_steps))}.</p>")
+    parts.append("<h2>Glossary</h2>")
+    parts.append(_glossary({**findings.GLOSSARY, **(findings.MODEL_GLOSSARY if a.model else {})}))
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
@@ -496,6 +519,7 @@ def write_report(
         "correlations": a.correlations,
         "vocab": a.vocab,
         "figures": figures,
+        "model_sections": a.model,
     }
     (out / "analysis.json").write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
     path = out / "report.html"

@@ -49,13 +49,18 @@ def load_model(ckpt: str | os.PathLike, *, dtype: str | None = None):
 
 
 def load_eval_tokenizer(tokenizer: str, ckpt: str | os.PathLike | None) -> Tokenizer:
-    """``tokenizer`` ("char", a folder, or "" for the checkpoint folder itself)."""
+    """``tokenizer`` ("char", a folder, or "" for the checkpoint's: a run's recorded tokenizer, else the
+    checkpoint folder itself)."""
     from jaxrlvr.data.tokenizer import load_tokenizer
+    from jaxrlvr.runs import run_tokenizer
 
     if tokenizer:
         return load_tokenizer(tokenizer)
     if ckpt is None:
         raise ValueError("no tokenizer given and no checkpoint folder to take it from")
+    recorded = run_tokenizer(ckpt)  # a trainer workdir / step folder: its config.json names the tokenizer
+    if recorded:
+        return load_tokenizer(recorded)
     path = pathlib.Path(ckpt).expanduser()
     if not ((path / "tokenizer.json").is_file() or (path / "vocab.json").is_file()):
         raise FileNotFoundError(
@@ -316,8 +321,8 @@ def evaluate(
         if log is not None:
             s = result.summary
             n = s["num_samples"]
-            maj = "n/a" if s["maj_at_n"] is None else f"{100 * s['maj_at_n']:.1f}"
-            log(f"[{bench.name}] scored in {time.time() - t0:.0f}s: Acc@{n} {100 * s['acc_at_n']:.1f}  Maj@{n} {maj}")
+            maj = "n/a" if s["maj_at_n"] is None else f"{100 * s['maj_at_n']:.1f}%"
+            log(f"[{bench.name}] scored in {time.time() - t0:.0f}s: Acc@{n} {100 * s['acc_at_n']:.1f}%  Maj@{n} {maj}")
         results[bench.name] = result
     if config.out_dir is not None:
         write_results(results, config.out_dir, config)

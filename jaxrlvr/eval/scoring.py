@@ -360,7 +360,14 @@ def score_responses(
 
 # ----------------------------------------------------------------------------------------------- tables
 def _pct(x: float) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+
+# One convention for every table (summary.md and the printed summary): rates and accuracies in percent.
+TABLE_NOTE = (
+    "Accuracies and rates in percent (%) of samples (Pass@k, Maj@N: of problems); problems, N and other "
+    "integers are counts; mean length in tokens."
+)
 
 
 def pass_k_columns(n: int) -> list[int]:
@@ -417,15 +424,16 @@ def format_extra_tables(summaries: Sequence[Mapping[str, Any]]) -> str:
 
 
 def format_summary_table(summaries: Sequence[Mapping[str, Any]]) -> str:
-    """Markdown: one row per benchmark (percentages), a Pass@k table (all k are in the JSON), then the
-    benchmark-specific tables (:func:`format_extra_tables`). Maj@N shows "n/a" where it does not apply."""
+    """Markdown: the units line (:data:`TABLE_NOTE`), one row per benchmark (percentages), a Pass@k table
+    (all k are in the JSON), then the benchmark-specific tables (:func:`format_extra_tables`). Maj@N shows
+    "n/a" where it does not apply."""
     if not summaries:
         return ""
     head = (
         "| benchmark | problems | N | Acc@N | Maj@N | Pass@N | mean length | truncated | no answer | "
         "format viol. | lang. mixing | repetition |"
     )
-    lines = [head, "|" + " --- |" * 12]
+    lines = [TABLE_NOTE, "", head, "|" + " --- |" * 12]
     for s in summaries:
         n = s["num_samples"]
         ml = s.get("mean_length")

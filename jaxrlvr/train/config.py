@@ -23,6 +23,9 @@ from jaxrlvr.train.step import OptimConfig
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
+    # Set by the ``smoke`` preset (configs/_smoke.py): sizes shrink, but a model, tokenizer or data file
+    # given on the command line is kept (``resolve_sources``).
+    c.smoke = False
 
     c.model = ml_collections.ConfigDict()
     c.model.preset = "tiny"  # a ModelConfig preset, used when no hf_path / init_ckpt is given
@@ -48,12 +51,15 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.source = "synthetic"  # synthetic | file
-    c.data.path = ""  # jsonl / parquet training file (data.source="file")
+    c.data.path = ""  # jsonl / parquet training file; a given path selects data.source="file"
     c.data.problem_key = "problem"
     c.data.answer_key = "answer"
     c.data.id_key = "id"
     c.data.template = "qwen_math_cot"
     c.data.skip_bad_rows = False
+    # Prompts longer than rollout.max_prompt_len: dropped and counted (log, summary.json), as verl's
+    # filter_overlong_prompts; False: an error at load time, before anything is compiled.
+    c.data.filter_overlong_prompts = True
     c.data.synthetic_digits = 2
     c.data.synthetic_train = 6000
     c.data.heldout = 320  # held-out problems (synthetic source) for accuracy before / after RL
@@ -215,15 +221,62 @@ def validate(c: ml_collections.ConfigDict) -> None:
             raise ValueError(f"train.{key} must be (start >= 0, steps >= 0 or -1), got {w}")
 
 
-def check_resume_config(saved: dict, c: ml_collections.ConfigDict, free=("mesh", "log")) -> None:
-    """A resumed run must have the configuration it was started with, except the sections in ``free``
-    (the mesh: moving a run to other devices; logging). ``saved`` is the run's ``config.json``."""
+# Keys that may change when a run resumes: they change what happens next, never what was already trained.
+RESUME_FREE = (
+    "mesh",
+    "log",
+    "eval",
+    "train.num_steps",
+    "train.dump_rollouts_every",
+    "checkpoint.every",
+    "checkpoint.keep",
+)
+# The smoke preset's prompt length on the synthetic source (its prompts have at most 8 characters).
+SMOKE_PROMPT_LEN = 16
+_SIZE_FIELDS = ("hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "vocab_size")
+
+
+def resolve_sources(c: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, list[str]]:
+    """(the config a run actually uses, one line per change) from the command line's config; ``c`` is not
+    modified. A given ``data.path`` selects the file source; with the ``smoke`` preset a model, tokenizer or
+    data file given by the user is kept and only sizes shrink (the SFT warm start and the short synthetic
+    prompts belong to the synthetic source); the preset's size fields are cleared when the weights come
+    from ``model.hf_path`` / ``model.init_ckpt`` (their own config is used; the run records it)."""
+    import copy
+
+    c = copy.deepcopy(c)
+    notes = []
+    if c.data.path and c.data.source == "synthetic":
+        c.data.source = "file"
+        notes.append(f"data.path={c.data.path!r} is set: using data.source='file'")
+    if c.smoke:
+        if c.tokenizer == "char" and (c.model.hf_path or c.model.init_ckpt):
+            from jaxrlvr.runs import run_tokenizer
+
+            # hf_path: its own tokenizer; init_ckpt: the one its run recorded (a bare conversion output: kept)
+            c.tokenizer = "" if c.model.hf_path else (run_tokenizer(c.model.init_ckpt) or c.tokenizer)
+            notes.append(f"smoke with a given model: tokenizer {c.tokenizer or c.model.hf_path!r}")
+        if c.data.source == "file" and c.sft.steps:
+            c.sft.steps = 0
+            notes.append("smoke with a data file: no SFT warm start (it needs the synthetic source)")
+        if c.data.source == "synthetic":
+            c.rollout.max_prompt_len = min(c.rollout.max_prompt_len, SMOKE_PROMPT_LEN)
+    if c.model.hf_path or c.model.init_ckpt:
+        for k in _SIZE_FIELDS:
+            c.model[k] = 0
+    return c, notes
+
+
+def check_resume_config(saved: dict, c: ml_collections.ConfigDict, free=RESUME_FREE) -> None:
+    """A resumed run must have the configuration it was started with, except the keys in ``free`` (sections
+    or dotted keys: the mesh, to move a run to other devices; logging, evaluation, checkpoint and dump
+    frequency; ``train.num_steps``, to extend a finished run). ``saved`` is the run's ``config.json``."""
     now = json.loads(c.to_json_best_effort())
 
     def diff(a, b, path):
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) | set(b)):
-                if not path and k in free:
+                if ".".join(path + [k]) in free or (not path and k == "model_used"):
                     continue
                 yield from diff(a.get(k, "<missing>"), b.get(k, "<missing>"), path + [k])
         elif a != b:
@@ -233,8 +286,8 @@ def check_resume_config(saved: dict, c: ml_collections.ConfigDict, free=("mesh",
     if changed:
         desc = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changed[:8])
         raise ValueError(
-            f"resuming with a changed config ({desc}); only the {' / '.join(free)} sections may change on "
-            "resume (start a new workdir to change anything else)"
+            f"resuming with a changed config ({desc}); only {', '.join(free)} may change on resume "
+            "(start a new --workdir to change anything else)"
         )
 
 

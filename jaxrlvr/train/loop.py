@@ -5,6 +5,7 @@ workdir)`` runs it and resumes from the latest checkpoint in ``workdir``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import time
@@ -26,6 +27,7 @@ from jaxrlvr.train.setup import (
     build_data,
     build_model,
     build_tokenizer,
+    filter_long_prompts,
     make_score_fn,
 )
 from jaxrlvr.train.sft import run_sft
@@ -39,9 +41,12 @@ class TrainingError(RuntimeError):
     """The run cannot continue (e.g. several non-finite updates in a row)."""
 
 
-def _set_up(c, workdir: pathlib.Path, log) -> tuple[RunContext, dict, list[dict], list[dict]]:
-    """Validates the config, starts multi-process JAX when configured, writes ``config.json`` and builds the
-    run's fixed pieces: (context, initial params, train rows, held-out rows)."""
+def _set_up(c, workdir: pathlib.Path, log) -> tuple[RunContext, dict, list[dict], list[dict], dict]:
+    """Resolves and validates the config, starts multi-process JAX when configured, writes ``config.json``
+    (with ``model_used``, the model config the run actually uses) and builds the run's fixed pieces:
+    (context, initial params, train rows, held-out rows, data counts). Every prompt is checked against
+    ``rollout.max_prompt_len`` here, before anything is compiled."""
+    c, notes = config_lib.resolve_sources(c)
     config_lib.validate(c)
     sharding.initialize_distributed(c, log=log)  # multi-host runs (mesh.distributed or JAX_* variables)
     main = sharding.is_main_process()
@@ -53,14 +58,35 @@ def _set_up(c, workdir: pathlib.Path, log) -> tuple[RunContext, dict, list[dict]
         )
     if not main:
         log = lambda *a, **k: None  # noqa: E731 (one process speaks)
+    for note in notes:
+        log(note)
+    if workdir.exists() and not workdir.is_dir():
+        raise ValueError(f"--workdir {str(workdir)!r} is a file; give a folder (it is created if missing)")
     workdir.mkdir(parents=True, exist_ok=True)
     if (workdir / "config.json").is_file() and (workdir / "checkpoints").is_dir():
         config_lib.check_resume_config(json.loads((workdir / "config.json").read_text()), c)  # mesh may change
-    if main:
-        (workdir / "config.json").write_text(c.to_json_best_effort(indent=2) + "\n")
-    optim_cfg = config_lib.optim_config(c)
     tokenizer = build_tokenizer(c)
-    model_cfg, params = build_model(c, tokenizer, jax.random.fold_in(jax.random.key(c.seed), 1))
+    train_rows, heldout_rows = build_data(c, tokenizer)
+    train_rows, n_long = filter_long_prompts(c, train_rows, "training")
+    heldout_rows, n_long_heldout = filter_long_prompts(c, heldout_rows, "held-out")
+    counts = {"prompts_kept": len(train_rows), "prompts_filtered_overlong": n_long}
+    where = c.data.path if c.data.source == "file" else "synthetic problems"
+    dropped = n_long + n_long_heldout
+    log(
+        f"data: {len(train_rows)} training prompts from {where}"
+        + (f", {len(heldout_rows)} held-out" if heldout_rows else "")
+        + (f"; dropped {dropped} longer than rollout.max_prompt_len={c.rollout.max_prompt_len}" if dropped else "")
+    )
+    model_cfg, params = build_model(c, tokenizer, jax.random.fold_in(jax.random.key(c.seed), 1), log=log)
+    if main:
+        saved = json.loads(c.to_json_best_effort())
+        saved["model_used"] = dataclasses.asdict(model_cfg)
+        (workdir / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
+    log(
+        f"model: {model_cfg.num_layers} layers, hidden {model_cfg.hidden_size}, vocabulary {model_cfg.vocab_size} "
+        f"({sum(x.size for x in jax.tree.leaves(params)) / 1e6:.2f}M parameters)"
+    )
+    optim_cfg = config_lib.optim_config(c)
     # The mesh (docs/mesh.md): the trainer's pure functions jitted with explicit shardings on it.
     pl = sharding.placement(sharding.mesh_from_config(c), model_cfg, sharding.rules_from_config(c))
     pl.check_rows(c.train.micro_batch_size, "train.micro_batch_size")
@@ -78,11 +104,7 @@ def _set_up(c, workdir: pathlib.Path, log) -> tuple[RunContext, dict, list[dict]
         main=main,
         log=log,
     )
-    train_rows, heldout_rows = build_data(c, tokenizer)
-    for r in train_rows[:1] + heldout_rows[:1]:
-        if len(r["prompt_ids"]) > ctx.rc.max_prompt_len:
-            raise ValueError(f"prompt of row {r.get('id')} has {len(r['prompt_ids'])} tokens > rollout.max_prompt_len")
-    return ctx, params, train_rows, heldout_rows
+    return ctx, params, train_rows, heldout_rows, counts
 
 
 def _fresh_state(ctx: RunContext, params) -> TrainState:
@@ -105,8 +127,19 @@ def _heldout(ctx: RunContext, params, rows, seed: int, when: str, summary: dict)
     summary[f"heldout_pass_at_n_{when}"] = res["pass_at_n"]
     ctx.log(
         f"held-out accuracy {when} RL: {res['accuracy']:.3f} (pass@{c.data.heldout_samples} "
-        f"{res['pass_at_n']:.3f}); e.g. {res['example']!r}"
+        f"{res['pass_at_n']:.3f}); e.g. {example_line(rows[0], res['example'])}"
     )
+
+
+def example_line(row: dict, response: str, width: int = 160) -> str:
+    """``problem -> response (gold: answer)`` on one readable line (newlines shown as ' | ', no escapes)."""
+    problem = str(row.get("problem", "")).strip() or "(prompt)"
+
+    def flat(t):
+        t = " | ".join(x.strip() for x in str(t).strip().splitlines() if x.strip())
+        return t if len(t) <= width else t[: width - 3] + "..."
+
+    return f"{flat(problem)} -> {flat(response) or '(empty)'} (gold: {row.get('answer')})"
 
 
 def _restore_or_start(ctx: RunContext, params, train_rows, heldout_rows, stream, ckpt, writer):
@@ -147,8 +180,8 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
     """
     t_start = time.time()
     workdir = pathlib.Path(workdir)
-    ctx, params, train_rows, heldout_rows = _set_up(c, workdir, log)
-    log = ctx.log
+    ctx, params, train_rows, heldout_rows, counts = _set_up(c, workdir, log)
+    c, log = ctx.c, ctx.log  # the resolved config (config_lib.resolve_sources)
     n_proc, proc = jax.process_count(), jax.process_index()
     stream = PromptStream(train_rows, c.rollout.prompts_per_step, c.seed, shard_index=proc, shard_count=n_proc)
     ckpt = RunCheckpointer(
@@ -156,8 +189,14 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
     )
     writer = MetricsWriter(workdir, tensorboard=c.log.tensorboard) if ctx.main else NoWriter()
     state, loop, start = _restore_or_start(ctx, params, train_rows, heldout_rows, stream, ckpt, writer)
+    loop.summary.update(counts)
 
     num_steps = c.train.num_steps
+    if start > num_steps:
+        raise ValueError(
+            f"train.num_steps={num_steps} but {workdir} is already trained to step {start}; "
+            f"give train.num_steps >= {start} (raising it extends the run)"
+        )
     key = jax.random.key(c.seed)
     consecutive_skips = 0
     progress = None
@@ -165,6 +204,8 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
         from tqdm import tqdm
 
         progress = tqdm(total=num_steps, initial=start, desc="rl", dynamic_ncols=True)
+    if start < num_steps:
+        log(f"RL steps {start + 1}..{num_steps}: compiling the sampler and the train step on the first one")
     # Epochs over the training prompts, for the epoch-wise Pos-Adv schedule (which needs at least 2).
     n_epochs = max(2, -(-num_steps * c.rollout.prompts_per_step // max(len(train_rows), 1)))
     for step in range(start, num_steps):
@@ -210,10 +251,13 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
                 periodic_eval(c, ctx.model_cfg, state.params, ctx.tokenizer, workdir, step + 1, log, ctx.pl.generate)
             )
         writer.write(step + 1, rec)
+        shown = {"reward": "reward", "acc": "accuracy", "ent": "entropy", "s": "time_step"}
         if progress is not None:
-            shown = {"reward": "reward", "acc": "accuracy", "ent": "entropy", "s": "time_step"}
             progress.set_postfix({k: f"{rec[v]:.3f}" for k, v in shown.items()})
             progress.update(1)
+        else:  # one line per step when the progress bar is off
+            first = " (first step: includes compiling)" if step == start else ""
+            log(f"step {step + 1}/{num_steps} " + " ".join(f"{k} {rec[v]:.3f}" for k, v in shown.items()) + first)
         if consecutive_skips >= c.train.max_consecutive_skips:
             raise TrainingError(
                 f"{consecutive_skips} steps in a row had only non-finite updates (last step "

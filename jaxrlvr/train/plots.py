@@ -1,11 +1,38 @@
-"""PNG plots of a run's metrics.jsonl: reward / accuracy and entropy (overall, positive, negative) curves."""
+"""PNG plots of a run's metrics.jsonl: rollout accuracy (with the held-out accuracy before and after RL from
+summary.json) and entropy (overall, positive, negative) curves. Curves are smoothed with the papers' EMA,
+``s_t = 0.6 s_{t-1} + 0.4 x_t`` (``jaxrlvr.algos.stages.ema``); the faint line is the raw value."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 from jaxrlvr.algos.stages import ema
 from jaxrlvr.runs import read_metrics
+
+
+def accuracy_figure(recs: list[dict], summary: dict):
+    """The accuracy figure (matplotlib ``Figure``): rollout accuracy raw and EMA, the held-out accuracy
+    before RL (at step 0) and after RL (at the last step) as labelled markers, the EMA formula in the title."""
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in recs]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, [r.get("accuracy") for r in recs], alpha=0.3, color="C0", label="rollout accuracy (raw)")
+    ax.plot(steps, ema([r.get("accuracy") for r in recs]), color="C0", label="rollout accuracy (EMA)")
+    for key, x, marker, label in (
+        ("heldout_accuracy_before", 0, "o", "held-out before RL"),
+        ("heldout_accuracy_after", steps[-1], "s", "held-out after RL"),
+    ):
+        if summary.get(key) is not None:
+            ax.scatter([x], [summary[key]], marker=marker, color="C1", zorder=3, label=f"{label}: {summary[key]:.3f}")
+    ax.set_title("EMA: s_t = 0.6 s_(t-1) + 0.4 x_t (the papers' smoothing)", fontsize=9)
+    ax.set_xlabel("RL step")
+    ax.set_ylabel("accuracy (share correct)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def plot_run(workdir: str | pathlib.Path) -> list[pathlib.Path]:
@@ -21,15 +48,9 @@ def plot_run(workdir: str | pathlib.Path) -> list[pathlib.Path]:
         return []
     steps = [r["step"] for r in recs]
     out = []
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, [r.get("accuracy") for r in recs], alpha=0.3, color="C0")
-    ax.plot(steps, ema([r.get("accuracy") for r in recs]), color="C0", label="rollout accuracy (EMA 0.6)")
-    ax.set_xlabel("RL step")
-    ax.set_ylabel("accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
+    summary_file = workdir / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    fig = accuracy_figure(recs, summary)
     fig.savefig(workdir / "accuracy.png", dpi=110)
     plt.close(fig)
     out.append(workdir / "accuracy.png")

@@ -45,13 +45,15 @@ def build_tokenizer(c):
     return CharTokenizer() if spec == "char" else load_tokenizer(spec)
 
 
-def build_model(c, tokenizer, rng) -> tuple[ModelConfig, dict]:
+def build_model(c, tokenizer, rng, log=lambda *a, **k: None) -> tuple[ModelConfig, dict]:
     m = c.model
     if m.hf_path:
+        log(f"loading weights from {m.hf_path}")
         cfg, params = load_hf_checkpoint(m.hf_path, dtype=jnp.dtype(m.param_dtype))
         cfg = dataclasses.replace(cfg, dtype=m.dtype, remat=m.remat, attention_impl=m.attention_impl)
         return config_lib.apply_context_overrides(c, cfg), params
     if m.init_ckpt:
+        log(f"loading weights from {m.init_ckpt}")
         cfg, params = load_params(m.init_ckpt)
         cfg = dataclasses.replace(cfg, dtype=m.dtype, remat=m.remat, attention_impl=m.attention_impl)
         return config_lib.apply_context_overrides(c, cfg), params
@@ -99,7 +101,7 @@ class PromptStream:
 
 
 def build_data(c, tokenizer) -> tuple[list[dict], list[dict]]:
-    """(train rows, held-out rows), each row with ``prompt_ids`` and ``answer``."""
+    """(train rows, held-out rows), each row with ``prompt_ids`` and ``answer`` (before the length filter)."""
     if c.data.source == "synthetic":
         arith = synthetic.ArithmeticConfig(digits=c.data.synthetic_digits, word_problems=False)
         train, heldout = synthetic.disjoint_splits(c.data.synthetic_train, c.data.heldout, c.seed, arith)
@@ -109,6 +111,27 @@ def build_data(c, tokenizer) -> tuple[list[dict], list[dict]]:
     from jaxrlvr.data import load_prompt_rows  # the file pipeline (rewards/data issue)
 
     return load_prompt_rows(c, tokenizer), []
+
+
+def filter_long_prompts(c, rows: list[dict], what: str) -> tuple[list[dict], int]:
+    """(rows whose prompt fits ``rollout.max_prompt_len``, number dropped). Every row is checked; with
+    ``data.filter_overlong_prompts`` off the first over-long row is an error naming it and the fix."""
+    limit = c.rollout.max_prompt_len
+    kept = [r for r in rows if len(r["prompt_ids"]) <= limit]
+    if len(kept) < len(rows) and not c.data.filter_overlong_prompts:
+        bad = next(r for r in rows if len(r["prompt_ids"]) > limit)
+        longest = max(len(r["prompt_ids"]) for r in rows)
+        raise ValueError(
+            f"{len(rows) - len(kept)} of {len(rows)} {what} prompts are longer than rollout.max_prompt_len={limit} "
+            f"(e.g. row {bad.get('id')!r}: {len(bad['prompt_ids'])} tokens; longest {longest}); raise "
+            "rollout.max_prompt_len or set data.filter_overlong_prompts=True to drop them"
+        )
+    if rows and not kept:
+        raise ValueError(
+            f"every {what} prompt is longer than rollout.max_prompt_len={limit} tokens "
+            f"(shortest {min(len(r['prompt_ids']) for r in rows)}); raise rollout.max_prompt_len"
+        )
+    return kept, len(rows) - len(kept)
 
 
 def make_score_fn(c):

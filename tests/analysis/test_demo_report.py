@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from configs import demo
-from jaxrlvr.analysis import RolloutDump, gradient_norm_proxy, load_run, response_log_ppl, write_report
+from jaxrlvr.analysis import (
+    ReportOptions,
+    RolloutDump,
+    gradient_norm_proxy,
+    load_run,
+    response_log_ppl,
+    write_report,
+)
 from jaxrlvr.analysis.entropy import masked_mean
 from jaxrlvr.train.checkpoint import load_params
 from jaxrlvr.train.loop import train
@@ -27,7 +34,7 @@ def demo_run(tmp_path_factory):
 def test_report_from_demo_run(demo_run):
     run = load_run(demo_run)
     assert list(run.dumps) == [1, 2]
-    path = write_report(demo_run)
+    path = write_report(demo_run, opts=ReportOptions(model_sections=False))  # with them: tests/cli/test_readme.py
     out = demo_run / "analysis"
     data = json.loads((out / "analysis.json").read_text())
     assert set(data["figures"]) >= {"curves.png", "positional_entropy.png", "probability_shift.png"}

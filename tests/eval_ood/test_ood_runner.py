@@ -110,7 +110,8 @@ def _eval_config(setup, tmp_path, **kw):
 
 
 def _table_header(md: str) -> list[str]:
-    return [c.strip() for c in md.splitlines()[0].strip("|").split("|")]
+    first = next(line for line in md.splitlines() if line.startswith("|"))  # after the units line
+    return [c.strip() for c in first.strip("|").split("|")]
 
 
 def _row(md: str, name: str) -> dict[str, str]:
@@ -206,7 +207,8 @@ def test_run_from_config_with_the_eval_config_file(setup, tmp_path):
     logs = []
     results = run_from_config(c, log=logs.append)
     assert list(results) == ["humaneval", "gpqa_diamond", "ifeval"]
-    assert logs[-1].startswith("| benchmark | problems |") and "n/a" in logs[-1]
+    assert logs[-1].startswith("Accuracies and rates in percent") and "| benchmark | problems |" in logs[-1]
+    assert "n/a" in logs[-1]
     # unshuffled GPQA: the file's order, so the answer letter is the same for every sample
     assert {r["answer_letter"] for r in results["gpqa_diamond"].records if r["problem_id"] == "made-up-1"} == {"B"}
     assert (tmp_path / "out" / "gpqa_diamond.samples.jsonl").is_file()
