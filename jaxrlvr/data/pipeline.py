@@ -211,6 +211,11 @@ def load_prompt_rows(config: Any, tokenizer: Tokenizer) -> list[dict]:
     section; in a mapping, ``problem_key`` / ``answer_key`` / ``id_key`` are accepted for the ``*_field``
     names, and keys that are not data-file settings (``source``, ``synthetic_*``, ...) are ignored.
     """
+    return prompt_dataset_from_config(config, tokenizer).rows
+
+
+def prompt_dataset_from_config(config: Any, tokenizer: Tokenizer) -> PromptDataset:
+    """:func:`load_prompt_rows`'s dataset (its ``rows`` and the ``skipped`` bad rows with their reasons)."""
     if not isinstance(config, DataConfig):
         section = config["data"] if hasattr(config, "keys") and "data" in config.keys() else config
         items = {_KEY_ALIASES.get(k, k): v for k, v in dict(section.items()).items()}
@@ -218,7 +223,7 @@ def load_prompt_rows(config: Any, tokenizer: Tokenizer) -> list[dict]:
         items = {k: v for k, v in items.items() if k in names}
         config = DataConfig.from_mapping(items)
     config = dataclasses.replace(config, shuffle=False, shard_index=0, shard_count=1, batch_size=None)
-    return PromptDataset(config, tokenizer).rows
+    return PromptDataset(config, tokenizer)
 
 
 def make_prompt_dataset(config: DataConfig | Mapping[str, Any], tokenizer: Tokenizer) -> PromptDataset:

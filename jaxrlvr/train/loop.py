@@ -66,16 +66,17 @@ def _set_up(c, workdir: pathlib.Path, log) -> tuple[RunContext, dict, list[dict]
     if (workdir / "config.json").is_file() and (workdir / "checkpoints").is_dir():
         config_lib.check_resume_config(json.loads((workdir / "config.json").read_text()), c)  # mesh may change
     tokenizer = build_tokenizer(c)
-    train_rows, heldout_rows = build_data(c, tokenizer)
+    train_rows, heldout_rows, n_bad = build_data(c, tokenizer)
     train_rows, n_long = filter_long_prompts(c, train_rows, "training")
     heldout_rows, n_long_heldout = filter_long_prompts(c, heldout_rows, "held-out")
-    counts = {"prompts_kept": len(train_rows), "prompts_filtered_overlong": n_long}
+    counts = {"prompts_kept": len(train_rows), "prompts_filtered_overlong": n_long, "rows_skipped_bad": n_bad}
     where = c.data.path if c.data.source == "file" else "synthetic problems"
     dropped = n_long + n_long_heldout
     log(
         f"data: {len(train_rows)} training prompts from {where}"
         + (f", {len(heldout_rows)} held-out" if heldout_rows else "")
         + (f"; dropped {dropped} longer than rollout.max_prompt_len={c.rollout.max_prompt_len}" if dropped else "")
+        + (f"; skipped {n_bad} bad rows (data.skip_bad_rows)" if n_bad else "")
     )
     model_cfg, params = build_model(c, tokenizer, jax.random.fold_in(jax.random.key(c.seed), 1), log=log)
     if main:

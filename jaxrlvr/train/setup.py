@@ -100,17 +100,20 @@ class PromptStream:
         self._it.set_state(state)
 
 
-def build_data(c, tokenizer) -> tuple[list[dict], list[dict]]:
-    """(train rows, held-out rows), each row with ``prompt_ids`` and ``answer`` (before the length filter)."""
+def build_data(c, tokenizer) -> tuple[list[dict], list[dict], int]:
+    """(train rows, held-out rows, bad rows skipped), each row with ``prompt_ids`` and ``answer`` (before the
+    length filter). Bad rows of a data file are an error naming file and line, or with ``data.skip_bad_rows``
+    skipped: their count is returned (the trainer logs it and records it in summary.json)."""
     if c.data.source == "synthetic":
         arith = synthetic.ArithmeticConfig(digits=c.data.synthetic_digits, word_problems=False)
         train, heldout = synthetic.disjoint_splits(c.data.synthetic_train, c.data.heldout, c.seed, arith)
         for r in train + heldout:
             r["prompt_ids"] = tokenizer.encode(demo_prompt(r["problem"]))
-        return train, heldout
-    from jaxrlvr.data import load_prompt_rows  # the file pipeline (rewards/data issue)
+        return train, heldout, 0
+    from jaxrlvr.data.pipeline import prompt_dataset_from_config
 
-    return load_prompt_rows(c, tokenizer), []
+    ds = prompt_dataset_from_config(c, tokenizer)
+    return ds.rows, [], ds.num_skipped
 
 
 def filter_long_prompts(c, rows: list[dict], what: str) -> tuple[list[dict], int]:

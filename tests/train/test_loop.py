@@ -269,3 +269,19 @@ def test_infinite_learning_rate_from_the_command_line_fails_before_training(tmp_
     assert out.returncode != 0
     assert "optim.lr must be a finite number > 0, got inf" in out.stderr + out.stdout
     assert not (tmp_path / "x" / "checkpoints").exists()
+
+
+def test_skipped_bad_rows_are_counted(tmp_path):
+    from jaxrlvr.data.tokenizer import CharTokenizer
+    from jaxrlvr.train.setup import build_data
+
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'{"problem": "1+1", "answer": "2"}\n{"problem": "caf\xe9"}\nnot json\n')
+    c = smoke(**{"data.source": "file", "data.path": str(path), "data.template": "plain_boxed"})
+    with pytest.raises(Exception, match="d.jsonl:2"):
+        build_data(c, CharTokenizer())
+    c = smoke(
+        **{"data.source": "file", "data.path": str(path), "data.template": "plain_boxed", "data.skip_bad_rows": True}
+    )
+    rows, heldout, n_bad = build_data(c, CharTokenizer())
+    assert len(rows) == 1 and heldout == [] and n_bad == 2
