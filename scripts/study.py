@@ -41,6 +41,7 @@ def _train_cmd(config_path: str, preset: str, seed: int, workdir: pathlib.Path, 
         f"--config.seed={seed}",
         "--config.log.progress=False",
         "--config.log.tensorboard=False",
+        "--config.log.plots=False",  # the study draws its own
         *overrides,
         f"--workdir={workdir}",
     ]
@@ -59,15 +60,34 @@ def _run(cmd: list[str], workdir: pathlib.Path) -> tuple[str, int, float]:
     return ("done" if rc == 0 else "failed"), rc, time.time() - t0
 
 
-def _run_all(jobs: list[tuple[str, list[str], pathlib.Path]], n_parallel: int, log) -> dict:
-    results = {}
+def _run_all(jobs: list[tuple], n_parallel: int, log, start: bool = True) -> dict:
+    """Runs ``(name, cmd, workdir, after)`` jobs, at most ``n_parallel`` at a time; a job starts once the job
+    named ``after`` (or None) has finished well, and is reported "not started" when that one failed."""
+    if not start:
+        return {name: {"status": "done" if (wd / "summary.json").is_file() else "not run"} for name, _, wd, _ in jobs}
+    results, pending = {}, list(jobs)
     with concurrent.futures.ThreadPoolExecutor(max_workers=n_parallel) as pool:
-        futures = {pool.submit(_run, cmd, wd): name for name, cmd, wd in jobs}
-        for fut in concurrent.futures.as_completed(futures):
-            name = futures[fut]
-            status, rc, secs = fut.result()
-            results[name] = {"status": status, "rc": rc, "seconds": round(secs, 1)}
-            log(f"{name}: {status}" + (f" in {secs:.0f}s" if status != "skipped" else ""))
+        running = {}
+        while pending or running:
+            for job in list(pending):
+                name, cmd, wd, after = job
+                dep = results.get(after, {}).get("status") if after else "done"
+                if dep in ("done", "skipped"):
+                    running[pool.submit(_run, cmd, wd)] = name
+                elif dep is not None:  # the dependency failed or was not started
+                    results[name] = {"status": f"not started ({after} {dep})", "rc": None, "seconds": 0.0}
+                else:
+                    continue
+                pending.remove(job)
+            if not running:  # only jobs whose dependency is not in the grid are left
+                results.update({j[0]: {"status": f"not started ({j[3]} unknown)", "rc": None} for j in pending})
+                break
+            finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for fut in finished:
+                name = running.pop(fut)
+                status, rc, secs = fut.result()
+                results[name] = {"status": status, "rc": rc, "seconds": round(secs, 1)}
+                log(f"{name}: {status}" + (f" in {secs:.0f}s" if status != "skipped" else ""))
     return results
 
 
@@ -80,6 +100,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="RL steps per run (default: the demo's)")
     p.add_argument("--variants", default="", help="comma-separated subset of the study's variants")
     p.add_argument("--smoke", action="store_true", help="the demo's smoke sizes (tests, CI)")
+    p.add_argument("--report_only", action="store_true", help="start nothing: aggregate the finished runs")
     args = p.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1:
         print(f"error: --seeds={args.seeds} and --jobs={args.jobs} must be >= 1", file=sys.stderr)
@@ -109,21 +130,15 @@ def main(argv=None) -> int:
     t0 = time.time()
     log = lambda m: print(f"[{time.time() - t0:6.0f}s] {m}", flush=True)  # noqa: E731
     sft = {s: out / "_sft" / f"seed_{s}" for s in seeds}
-    status = _run_all(
-        [(f"_sft/seed_{s}", _train_cmd(config_path, preset("sft"), s, sft[s]), sft[s]) for s in seeds],
-        args.jobs,
-        log,
-    )
-    jobs = []
-    for v in variants:
-        for s in seeds:
-            init = ["--config.sft.steps=0", f"--config.model.init_ckpt={sft[s] / 'checkpoints' / '0'}"]
+    # seed-major order: a seed's variants start as soon as its SFT warm start is done
+    jobs = [(f"_sft/seed_{s}", _train_cmd(config_path, preset("sft"), s, sft[s]), sft[s], None) for s in seeds]
+    for s in seeds:
+        init = ["--config.sft.steps=0", f"--config.model.init_ckpt={sft[s] / 'checkpoints' / '0'}"]
+        for v in variants:
             wd = out / v / f"seed_{s}"
-            if status[f"_sft/seed_{s}"]["status"] == "failed":
-                status[f"{v}/seed_{s}"] = {"status": "not started (SFT failed)", "rc": None, "seconds": 0.0}
-                continue
-            jobs.append((f"{v}/seed_{s}", _train_cmd(config_path, preset(f"{spec.name}/{v}"), s, wd, init), wd))
-    status.update(_run_all(jobs, args.jobs, log))
+            cmd = _train_cmd(config_path, preset(f"{spec.name}/{v}"), s, wd, init)
+            jobs.append((f"{v}/seed_{s}", cmd, wd, f"_sft/seed_{s}"))
+    status = _run_all(jobs, args.jobs, log, not args.report_only)
     wall = time.time() - t0
 
     from jaxrlvr.analysis.study import write_study
@@ -138,7 +153,7 @@ def main(argv=None) -> int:
         "load_average": list(os.getloadavg()),
     }
     path = write_study(out, spec.name, variants, seeds, [dict(c) for c in spec.claims], extra)
-    failed = sorted(k for k, v in status.items() if v["status"] not in ("done", "skipped"))
+    failed = sorted(k for k, v in status.items() if v["status"] not in ("done", "skipped", "not run"))
     summary = json.loads((out / "study.json").read_text())
     for c in summary["claims"]:
         print(f"{c['a']} {c['expect']} {c['b']} on {c['metric']}: observed {c['observed']} -> {c['verdict']}")

@@ -186,8 +186,8 @@ def curve_figure(payload: dict, key: str, beta: float = 0.6):
 
 
 def write_study(study_dir, name: str, variants, seeds, claims=(), extra: Mapping | None = None) -> pathlib.Path:
-    """Aggregates the grid and writes ``study.json``, ``study.html`` and ``study_<curve>.png`` into
-    ``study_dir``; returns the HTML path."""
+    """Aggregates the grid and writes ``study.json``, ``study.html``, ``study.md`` (the tables in Markdown) and
+    ``study_<curve>.png`` into ``study_dir``; returns the HTML path."""
     from jaxrlvr.analysis.plots import save
 
     out = pathlib.Path(study_dir)
@@ -199,6 +199,7 @@ def write_study(study_dir, name: str, variants, seeds, claims=(), extra: Mapping
             figures.append(save(curve_figure(payload, key), out / f"study_{key}.png").name)
     payload["figures"] = figures
     (out / "study.json").write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
+    (out / "study.md").write_text(markdown_tables(payload))
     path = out / "study.html"
     path.write_text(render_html(payload))
     return path
