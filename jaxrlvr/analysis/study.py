@@ -174,7 +174,7 @@ def curve_figure(payload: dict, key: str, beta: float = 0.6):
             continue
         steps = np.asarray(curves[0]["steps"][:n])
         ys = np.stack([ema(np.asarray(c[key][:n], np.float64), beta) for c in curves])
-        color = cmap(i % 20)
+        color = cmap((2 * i) % 20 + (2 * i) // 20 % 2)  # dark shades first, then the light ones
         ax.plot(steps, np.nanmean(ys, 0), color=color, lw=1.5, label=v)
         if len(curves) > 1:
             ax.fill_between(steps, np.nanmin(ys, 0), np.nanmax(ys, 0), color=color, alpha=0.15, lw=0)
