@@ -34,11 +34,11 @@ def test_study_json_and_html(study_dir):
             assert set(v["metrics"][key]) == {"mean", "lo", "hi", "n"}
         assert v["metrics"]["entropy_final"]["mean"] > 0
     assert s["variants"]["ppl"]["settings"]["ppl_shaping"] and not s["variants"]["baseline"]["settings"]["ppl_shaping"]
-    # every variant of a seed starts from that seed's SFT checkpoint: the same "before" accuracy
-    sft = json.loads((study_dir / "_sft" / "seed_0" / "summary.json").read_text())["heldout_accuracy_before"]
-    for v in ("baseline", "ppl"):
-        before = json.loads((study_dir / v / "seed_0" / "summary.json").read_text())["heldout_accuracy_before"]
-        assert before == sft
+    # the variants of a seed start from that seed's SFT checkpoint: the same "before" accuracy (measured at
+    # the variants' rollout settings, DAPO's top_p here, so not necessarily the SFT run's own number)
+    before = [json.loads((study_dir / v / "seed_0" / "summary.json").read_text()) for v in ("baseline", "ppl")]
+    assert before[0]["heldout_accuracy_before"] == before[1]["heldout_accuracy_before"]
+    assert before[0]["heldout_pass_at_n_before"] == before[1]["heldout_pass_at_n_before"]
     verdicts = {c["verdict"] for c in s["claims"]}
     assert verdicts <= {"not separable at this scale", "not run"}  # one seed never separates
     html = (study_dir / "study.html").read_text()
