@@ -38,7 +38,9 @@ case "$cmd" in
     shift
     setup ".[dev]"
     # Default: the whole suite on 2 worker processes (compilation dominates; CI has 2 cores).
-    if [ "$#" -eq 0 ]; then set -- -n 2 --durations=15; fi
+    # --dist loadscope: a module's tests share one worker, so a module-scoped fixture (a training run, a
+    # subprocess computed once) is built once, not once per worker.
+    if [ "$#" -eq 0 ]; then set -- -n 2 --dist loadscope --durations=15; fi
     exec .venv/bin/python -m pytest "$@"
     ;;
   *)

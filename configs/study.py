@@ -54,7 +54,7 @@ DECOMPOSING = {
 }
 # clip_standard is the default (the baseline); offpolicy=N is not in the grid of issue 19; pos_adv is
 # expanded into its three schedules. A setting added to entropy_study joins the grid by itself.
-_REVISITING_SETTINGS = sorted(entropy_study.SETTINGS - {"clip_standard", "offpolicy", "pos_adv"})
+_REVISITING_SETTINGS = sorted(set(entropy_study.SETTINGS) - {"clip_standard", "offpolicy", "pos_adv"})
 REVISITING = {
     "baseline": ("entropy_study", ""),
     **{name: ("entropy_study", name) for name in _REVISITING_SETTINGS},

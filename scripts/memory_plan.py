@@ -86,7 +86,7 @@ def main(argv):
     from jaxrlvr.train.memory import train_step_memory
     from jaxrlvr.train.step import make_optimizer
 
-    c = _CONFIG.value
+    c, _ = config_lib.resolve_sources(_CONFIG.value)  # the config the trainer would run (smoke sizes etc.)
     m = c.model
     if m.hf_path:
         raise app.UsageError("memory_plan reads presets only; pass :model=PRESET instead of model.hf_path")

@@ -27,7 +27,7 @@ def test_memory_plan_runs(preset, mesh, params):
         "--mesh",
         mesh,
         "--mini_batch=8",
-        "--micro_batch=8",
+        "--tokens=8192",  # one packed plan (one compile), not the search
         "--param_dtype=bfloat16",
         "--json",
     ]

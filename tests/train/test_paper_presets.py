@@ -160,7 +160,7 @@ def study(tmp_path_factory):
     c.train.max_gen_batches = 2
     c.rollout.overlong_shaping = True  # the penalty makes rewards differ inside all-correct groups
     c.rollout.overlong_buffer = c.rollout.max_new_tokens
-    ctx, params, rows, _ = _set_up(c, tmp_path_factory.mktemp("study"), lambda *a, **k: None)
+    ctx, params, rows, _, _ = _set_up(c, tmp_path_factory.mktemp("study"), lambda *a, **k: None)
     return ctx, jax.tree.map(np.array, params), rows
 
 
