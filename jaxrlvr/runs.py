@@ -339,3 +339,31 @@ def load_params(path: str | os.PathLike):
             ),
         )
     return model_cfg, restored["params"]
+
+
+_EVAL_RE = re.compile(r"^step_(\d+)$")
+
+
+def find_eval_summaries(workdir: str | os.PathLike) -> dict[int, dict[str, float]]:
+    """``{step: {benchmark: acc_at_n}}`` from ``WORKDIR/eval/step_NNNNNN/summary.json`` files."""
+    root = pathlib.Path(workdir) / "eval"
+    out: dict[int, dict[str, float]] = {}
+    if not root.is_dir():
+        return out
+    for d in sorted(root.iterdir()):
+        m = _EVAL_RE.match(d.name)
+        if m and (d / "summary.json").is_file():
+            out[int(m.group(1))] = read_eval_summary(d / "summary.json")
+    return out
+
+
+def read_eval_summary(path: str | os.PathLike) -> dict[str, float]:
+    """``{benchmark: acc_at_n}`` of one ``scripts/evaluate.py`` ``summary.json``."""
+    payload = json.loads(pathlib.Path(path).read_text())
+    summaries = payload.get("summaries", payload)
+    items = summaries.values() if isinstance(summaries, dict) else summaries
+    out = {}
+    for s in items:
+        if isinstance(s, dict) and "benchmark" in s and isinstance(s.get("acc_at_n"), int | float):
+            out[str(s["benchmark"])] = float(s["acc_at_n"])
+    return out

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import pathlib
-import re
 
 import numpy as np
 
@@ -33,8 +32,7 @@ from jaxrlvr.analysis.stages import plateau_diagnostics
 from jaxrlvr.analysis.stats import calibration, entropy_score_correlations, logp_adv_covariance
 from jaxrlvr.analysis.text import CATEGORIES, category_shares, group_diversity, quality_rates
 from jaxrlvr.analysis.vocab import vocab_html, vocab_sections
-
-_EVAL_RE = re.compile(r"^step_(\d+)$")
+from jaxrlvr.runs import find_eval_summaries, read_eval_summary  # noqa: F401 (read_eval_summary re-exported)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,32 +148,6 @@ def _spread(keys: list[int], n: int | None) -> list[int]:
         return keys
     idx = sorted({int(round(i * (len(keys) - 1) / max(n - 1, 1))) for i in range(n)})
     return [keys[i] for i in idx]
-
-
-# ------------------------------------------------------------------------------------------- eval dirs
-def find_eval_summaries(workdir: str | os.PathLike) -> dict[int, dict[str, float]]:
-    """``{step: {benchmark: acc_at_n}}`` from ``WORKDIR/eval/step_NNNNNN/summary.json`` files."""
-    root = pathlib.Path(workdir) / "eval"
-    out: dict[int, dict[str, float]] = {}
-    if not root.is_dir():
-        return out
-    for d in sorted(root.iterdir()):
-        m = _EVAL_RE.match(d.name)
-        if m and (d / "summary.json").is_file():
-            out[int(m.group(1))] = read_eval_summary(d / "summary.json")
-    return out
-
-
-def read_eval_summary(path: str | os.PathLike) -> dict[str, float]:
-    """``{benchmark: acc_at_n}`` of one ``scripts/evaluate.py`` ``summary.json``."""
-    payload = json.loads(pathlib.Path(path).read_text())
-    summaries = payload.get("summaries", payload)
-    items = summaries.values() if isinstance(summaries, dict) else summaries
-    out = {}
-    for s in items:
-        if isinstance(s, dict) and "benchmark" in s and isinstance(s.get("acc_at_n"), int | float):
-            out[str(s["benchmark"])] = float(s["acc_at_n"])
-    return out
 
 
 # ------------------------------------------------------------------------------------------ the run
