@@ -34,6 +34,21 @@ def _batch(seed=0):
     }
 
 
+def _update(state, batch, algo, tx, micro):
+    """One jitted update at temperature 1 with the module's model and prompt length."""
+    return train_step(
+        state,
+        batch,
+        jax.random.key(1),
+        model_cfg=CFG,
+        algo_cfg=algo,
+        tx=tx,
+        prompt_len=P,
+        temperature=1.0,
+        micro_batch=micro,
+    )
+
+
 def _state(tx, algo):
     params = init_params(CFG, jax.random.key(0))
     return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params), knobs=algos.initial_step_state(algo))
@@ -58,17 +73,7 @@ def test_micro_batch_accumulation_is_exact(mode):
     outs = []
     for micro in (B, 2):
         state = _state(tx, algo)
-        new, m = train_step(
-            state,
-            batch,
-            jax.random.key(1),
-            model_cfg=CFG,
-            algo_cfg=algo,
-            tx=tx,
-            prompt_len=P,
-            temperature=1.0,
-            micro_batch=micro,
-        )
+        new, m = _update(state, batch, algo, tx, micro)
         outs.append((new, m))
     (a, ma), (b, mb) = outs
     np.testing.assert_allclose(float(ma["loss"]), float(mb["loss"]), rtol=1e-5, atol=1e-6)
@@ -86,17 +91,7 @@ def test_non_finite_update_is_skipped():
     batch["adv"] = batch["adv"].at[0, 0].set(jnp.nan)
     state = _state(tx, algo)
     before = jax.tree.map(np.asarray, state.params)
-    new, m = train_step(
-        state,
-        batch,
-        jax.random.key(1),
-        model_cfg=CFG,
-        algo_cfg=algo,
-        tx=tx,
-        prompt_len=P,
-        temperature=1.0,
-        micro_batch=B,
-    )
+    new, m = _update(state, batch, algo, tx, B)
     assert float(m["skipped"]) == 1.0 and int(new.step) == 0
     for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(new.params), strict=True):
         np.testing.assert_array_equal(x, np.asarray(y))
@@ -111,17 +106,7 @@ def test_non_finite_parameters_after_a_finite_gradient_are_skipped():
     batch["old_logp"] = jnp.zeros((B, R))
     state = _state(tx, algo)
     before = jax.tree.map(np.asarray, (state.params, state.opt_state))
-    new, m = train_step(
-        state,
-        batch,
-        jax.random.key(1),
-        model_cfg=CFG,
-        algo_cfg=algo,
-        tx=tx,
-        prompt_len=P,
-        temperature=1.0,
-        micro_batch=B,
-    )
+    new, m = _update(state, batch, algo, tx, B)
     assert np.isfinite(float(m["grad_norm"])) and float(m["skipped"]) == 1.0
     assert float(m["skipped_nonfinite_update"]) == 1.0 and int(new.step) == 0
     for x, y in zip(jax.tree.leaves(before), jax.tree.leaves((new.params, new.opt_state)), strict=True):
