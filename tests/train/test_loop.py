@@ -16,6 +16,7 @@ from jaxrlvr.train.metrics import read_metrics
 
 def smoke(**over):
     c = demo.get_config("smoke")
+    c.train.packing = True  # the library default (the demo itself trains padded rows); tested both ways here
     c.log.tensorboard = False
     c.log.plots = False
     for k, v in over.items():
