@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 from jaxrlvr.models import forward  # noqa: E402
 from jaxrlvr.sampling import generate, inference, prepare_params  # noqa: E402
 from jaxrlvr.sampling.sampler import bucket_prompt_length, decode_segments, pad_prompts  # noqa: E402
+from tests.models.hf_reference import hf_greedy  # noqa: E402 (transformers' greedy reference, shared)
 
 N = 10
 PAD = 0
@@ -42,26 +43,6 @@ def greedy_free(hf_model, prompts):
     return _gen(config, params, prompts, greedy=True)
 
 
-def _hf_greedy(model, prompts, eos):
-    """transformers' greedy continuations of the left-padded prompts, padded with PAD to N columns."""
-    w = max(map(len, prompts))
-    ids = np.full((len(prompts), w), PAD, np.int64)
-    mask = np.zeros_like(ids)
-    for i, p in enumerate(prompts):
-        ids[i, w - len(p) :] = p
-        mask[i, w - len(p) :] = 1
-    with torch.no_grad():
-        ref = model.generate(
-            input_ids=torch.tensor(ids),
-            attention_mask=torch.tensor(mask),
-            max_new_tokens=N,
-            do_sample=False,
-            eos_token_id=eos,
-            pad_token_id=PAD,
-        )[:, w:].numpy()
-    return np.pad(ref, ((0, 0), (0, N - ref.shape[1])), constant_values=PAD)
-
-
 def test_greedy_matches_transformers_with_eos(hf_model, prompts, greedy_free):
     model, config, params = hf_model
     free = greedy_free.tokens
@@ -70,11 +51,11 @@ def test_greedy_matches_transformers_with_eos(hf_model, prompts, greedy_free):
     eos = int(free[0, j])
     out = _gen(config, params, prompts, greedy=True, eos_ids=(eos,))
 
-    ref = _hf_greedy(model, prompts, eos)
+    ref = hf_greedy(model, prompts, N, eos, PAD)
     np.testing.assert_array_equal(out.tokens, ref)
     assert out.lengths[0] == j + 1 and not out.truncated[0]
     # and without EOS, transformers agrees on the full budget
-    ref_free = _hf_greedy(model, prompts, None)
+    ref_free = hf_greedy(model, prompts, N, None, PAD)
     np.testing.assert_array_equal(free, ref_free)
 
 
