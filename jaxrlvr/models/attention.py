@@ -23,9 +23,14 @@ Implementations (``impl``):
   ``"cudnn"``: ``jax.nn.dot_product_attention(implementation="cudnn")``; supports only masks it can express
     (causal from slot 0 with ``T == S``, no segment ids, no kv mask or a right-padding one given as
     ``kv_lengths``); anything else raises.
-  ``"auto"``: cuDNN on GPU where it supports the mask, else blockwise; on any backend the dense formula when
-    the scores are no larger than one block pair (``T * S <= block_q * block_k``: decode steps, tiny tests),
-    where blocking saves nothing.
+  ``"pallas_tpu"`` / ``"pallas_gpu"``: the Pallas splash (TPU) / flash (GPU, Triton) kernels of
+    ``models.attention_kernels``, for cache-free calls (training, scoring: ``T == S``, no offset) with any
+    segment ids and kv mask; on another backend they run in Pallas interpret mode (tests only: slow).
+  ``"auto"``: for bf16 / f16 compute on an accelerator, cuDNN on GPU where it supports the mask, else the
+    Pallas kernel of the backend (splash on TPU, flash on GPU) where it takes the call; otherwise blockwise.
+    On any backend the dense formula when the scores are no larger than one block pair
+    (``T * S <= block_q * block_k``: decode steps, tiny tests), where blocking saves nothing. float32
+    compute always takes the XLA paths (the reference numbers).
 
 A query with no allowed key (a padding query) gets a zero output and zero gradients from the blockwise path;
 the dense path gives it the mean of all values (uniform weights) as the model always did. Either way it is
@@ -39,10 +44,12 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from jaxrlvr.models import attention_kernels
+
 Array = jax.Array
 
 NEG_INF = -1e30  # finite: a fully masked row of the dense formula gives uniform weights, never NaN
-IMPLS = ("auto", "dense", "xla_blockwise", "cudnn")
+IMPLS = ("auto", "dense", "xla_blockwise", "cudnn", "pallas_tpu", "pallas_gpu")
 
 
 def allowed_mask(t: int, s: int, q_offset, kv_mask_BS=None, q_segment_ids_BT=None, kv_segment_ids_BS=None) -> Array:
@@ -106,12 +113,7 @@ def attention(
     if kv_lengths_B is not None and kv_mask_BS is None:
         kv_mask_BS = jnp.arange(s)[None, :] < kv_lengths_B[:, None]
     if impl == "auto":
-        if _cudnn_supported(q_BTNH, t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT):
-            impl = "cudnn"
-        elif t == 1 or t * s <= block_q * block_k:
-            impl = "dense"
-        else:
-            impl = "xla_blockwise"
+        impl = _auto(q_BTNH, t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT, block_q, block_k)
     if impl == "dense":
         return reference_attention(
             q_BTNH,
@@ -121,6 +123,16 @@ def attention(
             kv_mask_BS=kv_mask_BS,
             q_segment_ids_BT=q_segment_ids_BT,
             kv_segment_ids_BS=kv_segment_ids_BS,
+        )
+    if impl in ("pallas_tpu", "pallas_gpu"):
+        return attention_kernels.kernel_attention(
+            q_BTNH,
+            k_BSKH,
+            v_BSKH,
+            kind=impl,
+            kv_mask_BS=kv_mask_BS,
+            segment_ids_BT=q_segment_ids_BT,
+            block=max(block_q, block_k),
         )
     if impl == "cudnn":
         if not _cudnn_mask_ok(t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT):
@@ -165,6 +177,18 @@ def _round_up(x: int, m: int) -> int:
 def _cudnn_mask_ok(t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT) -> bool:
     static_zero = isinstance(q_offset, int) and q_offset == 0
     return static_zero and t == s and q_segment_ids_BT is None and (kv_mask_BS is None or kv_lengths_B is not None)
+
+
+def _auto(q, t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT, block_q, block_k) -> str:
+    if t == 1 or t * s <= block_q * block_k:
+        return "dense"
+    backend = jax.default_backend()
+    if backend in ("gpu", "tpu") and q.dtype in (jnp.bfloat16, jnp.float16):
+        if _cudnn_supported(q, t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT):
+            return "cudnn"
+        if attention_kernels.supports(t, s, q_offset):
+            return "pallas_tpu" if backend == "tpu" else "pallas_gpu"
+    return "xla_blockwise"
 
 
 def _cudnn_supported(q, t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT) -> bool:

@@ -93,8 +93,10 @@ class ModelConfig:
       dtype: compute dtype of matmuls ("float32" | "bfloat16"); softmax, norms, logits stay float32.
       param_dtype: storage dtype of the parameters.
       remat: per-layer rematerialisation: "none", "full" (save nothing), "dots" (save matmul outputs).
-      attention_impl: "auto" | "xla_blockwise" | "dense" | "cudnn" (``models.attention``; "auto": cuDNN on GPU
-        where it supports the mask, blockwise otherwise, dense when the problem is one block).
+      attention_impl: "auto" | "xla_blockwise" | "dense" | "cudnn" | "pallas_tpu" | "pallas_gpu"
+        (``models.attention``; "auto": for bf16 on an accelerator cuDNN where it supports the mask, else the
+        backend's Pallas kernel for training / scoring; blockwise otherwise; dense when the problem is one
+        block).
       attention_block: query / key block of the blockwise attention (our choice: 512, few loop iterations on
         CPU and large enough matmuls on accelerators).
       name: a label (preset name or "custom").

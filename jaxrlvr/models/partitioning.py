@@ -33,6 +33,11 @@ def activation_sharding(mesh: jax.sharding.Mesh, rules: Mapping[str, str | tuple
         _ACTIVE.reset(token)
 
 
+def active():
+    """``(mesh, rules)`` of the enclosing :func:`activation_sharding`, or None outside one."""
+    return _ACTIVE.get()
+
+
 def constrain(x: jax.Array, names: Sequence[str]) -> jax.Array:
     """Sharding constraint of ``x`` by logical axis names (identity outside :func:`activation_sharding`).
 

@@ -282,7 +282,43 @@ def check_port(out):
         shutil.rmtree(root, ignore_errors=True)
 
 
-SECTIONS = {"step": check_step, "sample": check_sample, "port": check_port}
+def check_kernels(out):
+    """The Pallas attention kernels (interpret mode here) under the activation rules of a (2, 2, 2) mesh:
+    wrapped in shard_map (rows over data x fsdp, heads over tensor) and equal to the dense formula. (In
+    interpret mode the kernel is plain HLO that XLA could partition anyway, so the jaxpr is what shows the
+    per-shard call; compiled on a TPU / GPU the kernel is an opaque custom call.)"""
+    from jaxrlvr.models import partitioning
+    from jaxrlvr.models.attention import attention
+
+    mesh = S.make_mesh((2, 2, 2))
+    rules = dict(S.activation_rules(mesh, S.DEFAULT_RULES))
+    rng = np.random.default_rng(0)
+    b, t, n, kv, h = 4, 40, 4, 2, 8
+    q = jnp.asarray(rng.normal(size=(b, t, n, h)), jnp.float32)
+    k, v = (jnp.asarray(rng.normal(size=(b, t, kv, h)), jnp.float32) for _ in range(2))
+    seg = jnp.asarray(np.repeat(np.arange(4)[None], b, 0).repeat(10, 1), jnp.int32)
+    heads = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(("data", "fsdp"), None, "tensor", None))
+    q, k, v = (jax.device_put(x, heads) for x in (q, k, v))
+    ref = attention(q, k, v, impl="dense", q_segment_ids_BT=seg, kv_segment_ids_BS=seg)
+    out["kernels"] = {}
+    for kind in ("pallas_tpu", "pallas_gpu"):
+
+        def fn(q, k, v, kind=kind):
+            return attention(q, k, v, impl=kind, q_segment_ids_BT=seg, kv_segment_ids_BS=seg)
+
+        # (fresh function objects: JAX caches a trace per function, and the rules are not part of its key)
+        with partitioning.activation_sharding(mesh, rules):
+            got = jax.jit(fn)(q, k, v)
+            inside = str(jax.make_jaxpr(lambda *a: fn(*a))(q, k, v))
+        outside = str(jax.make_jaxpr(lambda *a: fn(*a))(q, k, v))
+        out["kernels"][kind] = {
+            "max_diff": _max_diff(got, ref),
+            "shard_map_on_mesh": "shard_map" in inside,
+            "shard_map_off_mesh": "shard_map" in outside,
+        }
+
+
+SECTIONS = {"step": check_step, "sample": check_sample, "port": check_port, "kernels": check_kernels}
 
 
 def main(path, sections):

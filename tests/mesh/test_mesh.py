@@ -98,3 +98,10 @@ def test_run_moves_between_meshes(checks):
 def test_resume_refuses_other_config_changes(checks):
     msg = checks["port_changed_config_error"]
     assert "optim.lr" in msg and "train.num_steps" in msg and "mesh" in msg
+
+
+@pytest.mark.parametrize("kind", ["pallas_tpu", "pallas_gpu"])
+def test_attention_kernels_run_per_shard(checks, kind):
+    """On a mesh the opaque kernel call is wrapped in shard_map (only there), equal to the dense formula."""
+    r = checks["kernels"][kind]
+    assert r["max_diff"] <= TOL and r["shard_map_on_mesh"] and not r["shard_map_off_mesh"], r
