@@ -40,6 +40,12 @@ def add_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--max_tokens", type=int, default=8192, help="packed slots per micro-batch")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--preset", default=None, help="a model preset (e.g. qwen2.5-0.5b) instead of --layers/--width/...")
+    ap.add_argument("--dtype", default="float32", help="compute dtype (bfloat16 on a GPU)")
+    ap.add_argument("--remat", default="none", help="none | full | dots")
+    ap.add_argument("--attention_impl", default="auto", help="the packed path's attention (models.attention)")
+    ap.add_argument("--padded_attention_impl", default="dense", help="the padded path's (dense: as before packing)")
+    ap.add_argument("--peak_flops", type=float, default=0.0, help="device peak FLOP/s: adds MFU to the output")
 
 
 def _lengths(rng, n, args, *, quantiles=False):
@@ -80,17 +86,27 @@ def run_update(args) -> dict:
     from jaxrlvr.train.packing import pack_batch, plan_packing
     from jaxrlvr.train.step import OptimConfig, TrainState, make_optimizer, score_tokens, train_step
 
-    cfg = ModelConfig(
-        vocab_size=args.vocab,
-        hidden_size=args.width,
-        intermediate_size=3 * args.width,
-        num_layers=args.layers,
-        num_heads=args.heads,
-        num_kv_heads=args.kv_heads,
-        head_dim=args.width // args.heads,
+    common = dict(
         max_position_embeddings=args.prompt_len + args.max_new_tokens,
-        name="bench",
+        dtype=args.dtype,
+        remat=args.remat,
+        attention_impl=args.attention_impl,
     )
+    if args.preset:
+        cfg = ModelConfig.preset(args.preset, **common)
+        args.vocab = cfg.vocab_size
+    else:
+        cfg = ModelConfig(
+            vocab_size=args.vocab,
+            hidden_size=args.width,
+            intermediate_size=3 * args.width,
+            num_layers=args.layers,
+            num_heads=args.heads,
+            num_kv_heads=args.kv_heads,
+            head_dim=args.width // args.heads,
+            name="bench",
+            **common,
+        )
     rng = np.random.default_rng(args.seed)
     batch, p_len, r_len = _rollout(rng, args)
     useful = int((p_len + r_len).sum())
@@ -110,7 +126,8 @@ def run_update(args) -> dict:
     batch["old_logp"] = np.asarray(old_logp) - 0.01
     batch["truncated"] = r_len >= args.max_new_tokens
 
-    dense_cfg = dataclasses.replace(cfg, attention_impl="dense")  # the padded path as it was: dense scores
+    # the padded path as it was: dense scores (or --padded_attention_impl)
+    dense_cfg = dataclasses.replace(cfg, attention_impl=args.padded_attention_impl)
     minis, slots = [], 0
     for j in range(args.batch // args.mini_batch):
         idx = np.arange(j * args.mini_batch, (j + 1) * args.mini_batch)
@@ -158,8 +175,21 @@ def run_update(args) -> dict:
         for j in range(args.batch // args.mini_batch):
             sl = slice(j * args.mini_batch, (j + 1) * args.mini_batch)
             shapes.add(("update",) + plan_packing(p[sl] + r[sl], max_tokens=args.max_tokens).shape)
+    # model FLOPs of the useful tokens: 6 x params per token + causal attention 6 x layers x heads x head_dim x
+    # the sequence's length per token (half of PaLM's 12 x ... x T, Chowdhery et al. 2022 app. B: causal)
+    seq = p_len + r_len
+    flops = float(
+        6 * cfg.num_params() * useful + 6 * cfg.num_layers * cfg.num_heads * cfg.head_dim * float((seq**2).sum())
+    )
+    t_pk, t_pd = min(times["packed"]), min(times["padded"])
+    mfu = {}
+    if args.peak_flops > 0:
+        mfu = {"packed_mfu": flops / t_pk / args.peak_flops, "padded_mfu": flops / t_pd / args.peak_flops}
     return {
-        "model": f"{args.layers} layers x {args.width} wide, {args.heads}/{args.kv_heads} heads, vocab {args.vocab}",
+        "model": args.preset
+        or f"{args.layers} layers x {args.width} wide, {args.heads}/{args.kv_heads} heads, vocab {args.vocab}",
+        "dtype": args.dtype,
+        "attention_impl": {"packed": args.attention_impl, "padded": args.padded_attention_impl},
         "rows": args.batch,
         "mini_batches": len(minis),
         "max_new_tokens": args.max_new_tokens,
@@ -170,7 +200,11 @@ def run_update(args) -> dict:
         "padded_slots_per_useful_token": round(args.batch * (args.prompt_len + args.max_new_tokens) / useful, 4),
         "packed_update_s": round(min(times["packed"]), 3),
         "padded_update_s": round(min(times["padded"]), 3),
-        "update_speedup_vs_padded": round(min(times["padded"]) / min(times["packed"]), 3),
+        "update_speedup_vs_padded": round(t_pd / t_pk, 3),
+        "packed_useful_tokens_per_s": useful / t_pk,
+        "padded_useful_tokens_per_s": useful / t_pd,
+        "model_flops_per_update": flops,
+        **mfu,
         "max_abs_loss_diff": max(abs(a - b) for a, b in zip(loss_pk, loss_pd, strict=True)),
         "max_abs_param_diff": param_diff,
         "packed_shapes_20_steps": len({s for s in shapes if s[0] == "update"}),

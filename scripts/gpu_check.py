@@ -43,8 +43,17 @@ from gpu_check_parts import DRY, GPU, PARTS  # noqa: E402
 # Time caps in seconds (our choice: the whole check fits 8 minutes on one H100/H200 with typical part
 # times well under the caps; see docs/gpu.md). A part never gets more than the run's remaining budget
 # minus RESERVE_S for each part still to run.
-CAPS = {"env": 45, "parity": 75, "sampler": 150, "update": 150, "memory": 120, "train": 100}
-BUDGET_S, RESERVE_S = 450, 20
+CAPS = {
+    "env": 45,
+    "parity": 75,
+    "sampler": 150,
+    "update": 150,
+    "attention": 60,
+    "packed": 150,
+    "memory": 120,
+    "train": 100,
+}
+BUDGET_S, RESERVE_S = 500, 20
 DRY_RUN_CAP_SCALE = 3  # --dry-run: caps and budget x 3 (a loaded 2-core CI machine, not a 16-core GPU host)
 
 
@@ -158,6 +167,39 @@ def summary_markdown(report) -> str:
                 f"| {k} | {r['rows']} x {r['seq_len']} | {r['step_s'] * 1e3:.0f} ms | {r['tokens_per_s']:,.0f} | "
                 f"{100 * r['mfu_measured_peak']:.1f}% | {spec} |"
             )
+    att = res.get("attention", {})
+    if att.get("impls"):
+        lines += [
+            "",
+            f"Attention, one packed row of {att['seq_len']} slots ({att['segments']} sequences), heads "
+            f"{att['heads']}, {att['dtype']}, forward + backward:",
+            "",
+            "| implementation | time | vs blockwise | max diff vs blockwise |",
+            "|---|---:|---:|---:|",
+        ]
+        for k, r in att["impls"].items():
+            if "error" in r:
+                lines.append(f"| {k} | error: {r['error'][:80]} | | |")
+                continue
+            lines.append(
+                f"| {k} | {r['fwd_bwd_s'] * 1e3:.1f} ms | {r.get('speedup_vs_blockwise', 1.0):.2f}x | "
+                f"{_fmt(r.get('max_diff_vs_blockwise'))} |"
+            )
+    pk = res.get("packed", {})
+    if "update_speedup_vs_padded" in pk:
+        mfu = (
+            f"; MFU packed {100 * pk['packed_mfu']:.1f}% vs padded {100 * pk['padded_mfu']:.1f}% (measured peak)"
+            if "packed_mfu" in pk
+            else ""
+        )
+        lines += [
+            "",
+            f"Packed vs padded update ({pk['model']}, {pk['dtype']}, {pk['rows']} rows, mean response "
+            f"{pk['response_len_mean']:.0f} of {pk['max_new_tokens']}): {pk['packed_useful_tokens_per_s']:,.0f} vs "
+            f"{pk['padded_useful_tokens_per_s']:,.0f} useful tokens/s, {pk['update_speedup_vs_padded']:.2f}x{mfu}; "
+            f"slots per useful token {pk['update_slots_per_useful_token']:.3f}; max loss diff "
+            f"{_fmt(pk['max_abs_loss_diff'])}",
+        ]
     mem = res.get("memory", {})
     if "gpu" in mem and "cpu" in mem:
         g, c = mem["gpu"], mem["cpu"]

@@ -542,11 +542,15 @@ def part_train(s: Shapes, out: dict, dry_run: bool, cap_s: float) -> None:
     out["checks"] = {"exit_0": rc == 0, "three_steps": out["steps_logged"] == 3}
 
 
+from gpu_check_packed import part_attention, part_packed  # noqa: E402
+
 PARTS = {
     "env": part_env,
     "parity": part_parity,
     "sampler": part_sampler,
     "update": part_update,
+    "attention": part_attention,
+    "packed": part_packed,
     "memory": part_memory,
     "train": part_train,
 }

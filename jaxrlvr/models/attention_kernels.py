@@ -116,9 +116,7 @@ def _gpu_flash_local(q_BTNH, k_BSKH, v_BSKH, seg_BT, block):
     k = jnp.repeat(k_BSKH, g, axis=2) if g > 1 else k_BSKH  # query head n reads kv head n // g
     v = jnp.repeat(v_BSKH, g, axis=2) if g > 1 else v_BSKH
     blk = min(block, 128)  # the kernel's own default forward block (our cap: SRAM on smaller GPUs)
-    sizes = ga.BlockSizes(
-        block_q=blk, block_k=blk, block_q_dkv=32, block_kv_dkv=32, block_q_dq=32, block_kv_dq=32
-    )
+    sizes = ga.BlockSizes(block_q=blk, block_k=blk, block_q_dkv=32, block_kv_dkv=32, block_q_dq=32, block_kv_dq=32)
     return ga.mha(
         q_BTNH,
         k,
@@ -164,6 +162,4 @@ def _shard_map(local, mesh, rules, b: int, kv_heads: int):
     row_axes = batch if batch_t and b % rows == 0 else None
     heads = "tensor" if "tensor" in mesh.shape and kv_heads % mesh.shape["tensor"] == 0 else None
     qkv = P(row_axes, None, heads, None)
-    return jax.shard_map(
-        local, mesh=mesh, in_specs=(qkv, qkv, qkv, P(row_axes, None)), out_specs=qkv, check_vma=False
-    )
+    return jax.shard_map(local, mesh=mesh, in_specs=(qkv, qkv, qkv, P(row_axes, None)), out_specs=qkv, check_vma=False)

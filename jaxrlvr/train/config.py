@@ -34,7 +34,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.dtype = "float32"
     c.model.param_dtype = "float32"
     c.model.remat = "none"
-    c.model.attention_impl = "auto"  # auto | xla_blockwise | dense | cudnn | pallas_tpu | pallas_gpu (docs/training.md "Packing")
+    c.model.attention_impl = (
+        "auto"  # auto | xla_blockwise | dense | cudnn | pallas_tpu | pallas_gpu (docs/training.md "Packing")
+    )
     # For presets built from scratch: fields overriding the preset (e.g. the demo's tiny char model).
     c.model.hidden_size = 0
     c.model.intermediate_size = 0

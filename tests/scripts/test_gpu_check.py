@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 # The in-process parts (~40 CPU-seconds, mostly XLA:CPU compilation) run in the default fixture; the
 # command-line parts (scripts/memory_plan.py twice and scripts/train.py as subprocesses, ~30 CPU-seconds;
 # the scripts themselves are tested in tests/mesh/test_memory_plan.py and tests/train/) in a test marked slow.
-FAST_PARTS = ["env", "parity", "sampler", "update"]
+FAST_PARTS = ["env", "parity", "sampler", "update", "attention", "packed"]
 CLI_PARTS = ["memory", "train"]
 
 
@@ -60,6 +60,14 @@ def test_dry_run_reports_every_part(dry_run):
     assert up["peak_bf16_flops_measured"] > 0 and "available" in up["packed_path"]
     for r in up["models"].values():
         assert r["tokens_per_s"] > 0 and r["mfu_measured_peak"] > 0 and r["skipped"] == 0
+    att = res["attention"]  # the GPU kernel in Pallas interpret mode, against the blockwise path
+    assert att["impls"]["pallas_gpu"]["max_diff_vs_blockwise"] <= 1e-4 and att["segments"] > 1
+    pk = res["packed"]
+    assert (
+        pk["max_abs_loss_diff"] <= 1e-5
+        and pk["packed_mfu"] > 0
+        and pk["update_slots_per_useful_token"] < pk["padded_slots_per_useful_token"]
+    )
 
 
 def test_a_failing_part_is_recorded_and_the_rest_still_run(tmp_path):
