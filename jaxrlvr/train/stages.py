@@ -249,7 +249,9 @@ _UPDATE_KEYS += ("approx_kl", "kl", "pg_loss")
 
 def step_metrics(ctx: RunContext, batch: dict, scored: Scored, upd: dict, info: dict, times: dict) -> dict:
     """The step's record for ``metrics.jsonl``: rewards, accuracy, lengths, entropy (all / positive /
-    negative samples), log-PPL, dynamic-sampling counts, the updates' averaged metrics and timings."""
+    negative samples), log-PPL, dynamic-sampling counts, the updates' averaged metrics, skipped updates
+    (``skipped_updates``; ``skipped_nonfinite_update``: those whose gradients were finite but whose new
+    parameters or optimizer moments were not) and timings."""
     pos = np.asarray(batch["correct"], bool)  # positive samples = verified correct (as in analysis)
     m_np = np.asarray(batch["mask"])
     ent = np.asarray(scored.entropy)
@@ -277,4 +279,6 @@ def step_metrics(ctx: RunContext, batch: dict, scored: Scored, upd: dict, info: 
     for k in _UPDATE_KEYS:
         if k in upd:
             rec[k if k != "kl" else "kl_ref"] = upd[k]
+    if "skipped_nonfinite_update" in upd:  # of the skipped: finite gradients, non-finite new params / moments
+        rec["skipped_nonfinite_update"] = int(round(upd["skipped_nonfinite_update"] * info["updates"]))
     return rec

@@ -55,8 +55,11 @@ def test_smoke_run_writes_everything(full_run):
         "time_rollout",
         "tokens_per_s_rollout",
         "approx_kl",
+        "skipped_updates",
+        "skipped_nonfinite_update",
     ):
         assert key in recs[-1], key
+    assert recs[-1]["skipped_updates"] == 0 and recs[-1]["skipped_nonfinite_update"] == 0
     cfg, params = load_params(wd)
     assert cfg.vocab_size == 101 and jax.tree.leaves(params)
 
