@@ -89,23 +89,45 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> dict:
     return {"mean": m, "lo": m - half, "hi": m + half, "n": int(v.size)}
 
 
-def judge_claim(claim: Mapping, per_variant: Mapping[str, Mapping[str, dict]]) -> dict:
-    """Observed direction of ``a`` vs ``b`` on ``metric`` (seed means) and the verdict: ``holds`` /
-    ``opposite`` when the two 95% intervals do not overlap, else ``not separable at this scale`` (also with
-    one seed); ``not run`` when a side is missing."""
+def judge_claim(
+    claim: Mapping, per_variant: Mapping[str, Mapping[str, dict]], runs: Mapping | None = None, seeds=()
+) -> dict:
+    """Observed direction of ``a`` vs ``b`` on ``metric`` (seed means) and the verdict.
+
+    The runs of one seed share their SFT warm start, data order and rollout seed across variants, so the
+    comparison is paired: ``paired`` is the mean and 95% t-interval of the per-seed differences a - b over
+    the seeds both variants finished (given ``runs`` / ``seeds``). Verdict: ``holds`` / ``opposite`` when
+    that interval excludes 0 on the expected / other side, else ``not separable at this scale`` (always so
+    with fewer than 2 paired seeds); ``not run`` when a side is missing. ``unpaired_separated`` records the
+    stricter unpaired test too (the two variants' own intervals do not overlap). Without ``runs`` the
+    verdict falls back to that unpaired test. No correction for testing many claims at once: at 95% about
+    one claim in 20 separates by chance (docs/study.md)."""
     a, b, metric = claim["a"], claim["b"], claim["metric"]
     out = dict(claim)
     sa, sb = per_variant.get(a, {}).get(metric), per_variant.get(b, {}).get(metric)
     if not sa or not sb or not sa["n"] or not sb["n"]:
-        return dict(out, observed="-", difference=math.nan, verdict=NOT_RUN)
+        return dict(out, observed="-", difference=math.nan, verdict=NOT_RUN, paired=mean_ci([]))
     diff = sa["mean"] - sb["mean"]
     observed = ">" if diff > 0 else "<" if diff < 0 else "="
-    separated = sa["n"] > 1 and sb["n"] > 1 and (sa["lo"] > sb["hi"] or sb["lo"] > sa["hi"])
-    if not separated:
+    unpaired = sa["n"] > 1 and sb["n"] > 1 and (sa["lo"] > sb["hi"] or sb["lo"] > sa["hi"])
+    paired = mean_ci([])
+    if runs is not None:
+        pairs = [
+            runs[f"{a}/seed_{s}"]["metrics"][metric] - runs[f"{b}/seed_{s}"]["metrics"][metric]
+            for s in seeds
+            if f"{a}/seed_{s}" in runs and f"{b}/seed_{s}" in runs
+        ]
+        paired = mean_ci(pairs)
+        side = None
+        if paired["n"] > 1:
+            side = ">" if paired["lo"] > 0 else "<" if paired["hi"] < 0 else None
+    else:
+        side = observed if unpaired else None
+    if side is None:
         verdict = NOT_SEPARABLE
     else:
-        verdict = HOLDS if observed == claim["expect"] else OPPOSITE
-    return dict(out, observed=observed, difference=diff, verdict=verdict)
+        verdict = HOLDS if side == claim["expect"] else OPPOSITE
+    return dict(out, observed=observed, difference=diff, verdict=verdict, paired=paired, unpaired_separated=unpaired)
 
 
 def aggregate(study_dir, variants: Sequence[str], seeds: Sequence[int], claims: Sequence[Mapping] = ()) -> dict:
@@ -133,7 +155,7 @@ def aggregate(study_dir, variants: Sequence[str], seeds: Sequence[int], claims: 
     return {
         "variants": per_variant,
         "runs": runs,
-        "claims": [judge_claim(c, metrics_only) for c in claims],
+        "claims": [judge_claim(c, metrics_only, runs, seeds) for c in claims],
         "missing": missing,
         "seeds": list(seeds),
     }
@@ -220,11 +242,15 @@ def markdown_tables(payload: Mapping) -> str:
     for v, info in payload["variants"].items():
         cells = [_ci(info["metrics"][m]) for m in cols]
         lines.append(f"| {v} | {len(info['seeds'])} | " + " | ".join(cells) + " |")
-    lines += ["", "| claim | metric | expected | observed | verdict |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| claim | metric | expected | observed (a - b) | paired a - b [95% CI] | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
     for c in payload["claims"]:
         lines.append(
             f"| {c['a']} vs {c['b']}: {c['where']} | {c['metric']} | {c['a']} {c['expect']} {c['b']} | "
-            f"{c['observed']} ({_fmt(c['difference'])}) | {c['verdict']} |"
+            f"{c['observed']} ({_fmt(c['difference'])}) | {_ci(c.get('paired'))} | {c['verdict']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -242,7 +268,7 @@ def render_html(payload: Mapping) -> str:
         f"<tr><td>{html.escape(c['paper'])}</td><td style='text-align:left'>{html.escape(c['where'])}</td>"
         f"<td>{html.escape(c['metric'])}</td><td>{html.escape(c['a'])} {html.escape(c['expect'])} "
         f"{html.escape(c['b'])}</td><td>{html.escape(c['observed'])} ({_fmt(c['difference'])})</td>"
-        f"<td><b>{html.escape(c['verdict'])}</b></td></tr>"
+        f"<td>{html.escape(_ci(c.get('paired')))}</td><td><b>{html.escape(c['verdict'])}</b></td></tr>"
         for c in payload["claims"]
     )
     settings_rows = "".join(
@@ -258,10 +284,12 @@ def render_html(payload: Mapping) -> str:
         "</style></head><body>",
         f"<h1>Study: {html.escape(str(payload.get('study')))}</h1>",
         f"<p>Seeds {html.escape(str(payload['seeds']))}. Cells: mean over seeds [95% t-interval]. "
-        "A claim holds (or is opposite) only when the two variants' intervals do not overlap.</p>",
+        "Claims are paired by seed (the variants of a seed share the SFT start, data order and rollout seed): "
+        "a claim holds (or is opposite) when the 95% t-interval of the per-seed differences a - b excludes 0 "
+        "on the expected (or other) side; no correction for testing many claims.</p>",
         f"<h2>Variants</h2><table><tr><th>variant</th><th>seeds</th>{head}</tr>{rows}</table>",
         "<h2>Paper claims</h2><table><tr><th>paper</th><th>claim</th><th>metric</th><th>expected</th>"
-        f"<th>observed (a - b)</th><th>verdict</th></tr>{claim_rows}</table>",
+        f"<th>observed (a - b)</th><th>paired a - b [95% CI]</th><th>verdict</th></tr>{claim_rows}</table>",
     ]
     if payload.get("missing"):
         parts.append(f"<p>Runs without a summary (not finished): {html.escape(', '.join(payload['missing']))}</p>")

@@ -55,3 +55,21 @@ def test_mean_ci_and_claim_verdicts():
     assert judge_claim(claim, {"x": {"m": lo}, "y": {"m": hi}})["verdict"] == OPPOSITE
     assert judge_claim(claim, {"x": {"m": one}, "y": {"m": lo}})["verdict"] == NOT_SEPARABLE
     assert judge_claim(claim, {"x": {"m": hi}})["verdict"] == NOT_RUN
+
+
+def test_claims_are_paired_by_seed():
+    """Seed-to-seed spread larger than the effect: the unpaired intervals overlap, but a is above b in
+    every seed by about the same amount, which the paired interval sees."""
+    xs, ys = [0.30, 0.50, 0.70], [0.280, 0.479, 0.681]
+    runs = {f"{v}/seed_{s}": {"metrics": {"m": vals[s]}} for v, vals in (("x", xs), ("y", ys)) for s in range(3)}
+    per = {"x": {"m": mean_ci(xs)}, "y": {"m": mean_ci(ys)}}
+    got = judge_claim(dict(a="x", b="y", metric="m", expect=">"), per, runs, seeds=[0, 1, 2])
+    assert got["verdict"] == HOLDS and not got["unpaired_separated"]
+    assert got["paired"]["n"] == 3 and 0 < got["paired"]["lo"] < 0.02 < got["paired"]["hi"]
+    got = judge_claim(dict(a="x", b="y", metric="m", expect="<"), per, runs, seeds=[0, 1, 2])
+    assert got["verdict"] == OPPOSITE
+    noisy = dict(runs, **{"y/seed_1": {"metrics": {"m": 0.60}}})  # differences +0.02, -0.10, +0.019
+    got = judge_claim(dict(a="x", b="y", metric="m", expect=">"), per, noisy, seeds=[0, 1, 2])
+    assert got["verdict"] == NOT_SEPARABLE
+    got = judge_claim(dict(a="x", b="y", metric="m", expect=">"), per, runs, seeds=[0])  # one pair
+    assert got["verdict"] == NOT_SEPARABLE and got["paired"]["n"] == 1
