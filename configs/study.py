@@ -78,6 +78,10 @@ CLAIMS = {
              where="position-based shaping (Eq. 8 + 10) improves on the DAPO baseline"),
         dict(a="position_late", b="position_early", metric="accuracy_after", expect=">", paper=_DEC,
              where="favouring late positions beats favouring early ones (our reading of the direction ablation)"),
+        dict(a="position_early", b="position_late", metric="length_final", expect="<", paper=_DEC,
+             where="the reversed position bonus (favouring early tokens) gives shorter responses (issue 19's reading)"),
+        dict(a="position_early", b="baseline", metric="length_final", expect="<", paper=_DEC,
+             where="the reversed position bonus shortens responses against the baseline (issue 19's reading)"),
     ],
     "revisiting": [
         dict(a="clip_higher", b="baseline", metric="entropy_final", expect=">", paper=_REV,
@@ -96,6 +100,8 @@ CLAIMS = {
              where="Clip-Cov (Cui et al.) keeps entropy higher"),
         dict(a="kl_cov", b="baseline", metric="entropy_final", expect=">", paper=_REV,
              where="KL-Cov (Cui et al.) keeps entropy higher"),
+        dict(a="entropy_adv", b="baseline", metric="entropy_final", expect=">", paper=_REV,
+             where="Entropy-Adv (Cheng et al.), an entropy-control method, keeps entropy higher"),
         *[
             dict(a=f"pos_adv_{m}", b="baseline", metric="entropy_final", expect=">", paper=_REV,
                  where=f"Positive-Advantage Reweighting ({m} schedule) regulates entropy upwards")
