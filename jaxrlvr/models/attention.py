@@ -27,7 +27,9 @@ Implementations (``impl``):
     ``models.attention_kernels``, for cache-free calls (training, scoring: ``T == S``, no offset) with any
     segment ids and kv mask; on another backend they run in Pallas interpret mode (tests only: slow).
   ``"auto"``: for bf16 / f16 compute on an accelerator, cuDNN on GPU where it supports the mask, else the
-    Pallas kernel of the backend (splash on TPU, flash on GPU) where it takes the call; otherwise blockwise.
+    Pallas kernel of the backend (splash on TPU, flash on GPU) where it takes the call and compiles there
+    (checked once per shape; a kernel that does not compile gives one warning and the blockwise path);
+    otherwise blockwise.
     On any backend the dense formula when the scores are no larger than one block pair
     (``T * S <= block_q * block_k``: decode steps, tiny tests), where blocking saves nothing. float32
     compute always takes the XLA paths (the reference numbers).
@@ -40,6 +42,7 @@ finite and no real token ever reads it.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -113,7 +116,9 @@ def attention(
     if kv_lengths_B is not None and kv_mask_BS is None:
         kv_mask_BS = jnp.arange(s)[None, :] < kv_lengths_B[:, None]
     if impl == "auto":
-        impl = _auto(q_BTNH, t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT, block_q, block_k)
+        impl = _auto(
+            q_BTNH, t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT, block_q, block_k, k_BSKH.shape[2]
+        )
     if impl == "dense":
         return reference_attention(
             q_BTNH,
@@ -179,7 +184,8 @@ def _cudnn_mask_ok(t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT) -
     return static_zero and t == s and q_segment_ids_BT is None and (kv_mask_BS is None or kv_lengths_B is not None)
 
 
-def _auto(q, t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT, block_q, block_k) -> str:
+def _auto(q, t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT, block_q, block_k, kv_heads=None) -> str:
+    kv_heads = q.shape[2] if kv_heads is None else kv_heads
     if t == 1 or t * s <= block_q * block_k:
         return "dense"
     backend = jax.default_backend()
@@ -187,8 +193,21 @@ def _auto(q, t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT, block_q
         if _cudnn_supported(q, t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT):
             return "cudnn"
         if attention_kernels.supports(t, s, q_offset):
-            return "pallas_tpu" if backend == "tpu" else "pallas_gpu"
+            kind = "pallas_tpu" if backend == "tpu" else "pallas_gpu"
+            n, hd, kv = q.shape[2], q.shape[3], kv_heads
+            error = attention_kernels.compiles(kind, t, n, kv, hd, jnp.dtype(q.dtype).name, max(block_q, block_k))
+            if error is None:
+                return kind
+            _warn_once(
+                f"attention: the {kind} kernel does not compile here ({error}); using the blockwise XLA path "
+                f"(set model.attention_impl=xla_blockwise to skip this check, or {kind} to see the error)"
+            )
     return "xla_blockwise"
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def _cudnn_supported(q, t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT) -> bool:

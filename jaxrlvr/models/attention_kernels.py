@@ -153,6 +153,33 @@ def kernel_attention(q_BTNH, k_BSKH, v_BSKH, *, kind, kv_mask_BS=None, segment_i
     return local(q, k, v, seg)[:, :t]
 
 
+@functools.lru_cache(maxsize=64)
+def compiles(kind: str, t: int, n: int, kv: int, hd: int, dtype: str, block: int = 512) -> str | None:
+    """None if the kernel's forward and backward compile here for this shape (one row), else the error.
+
+    ``attention(impl="auto")`` asks before it picks a kernel and falls back to the blockwise path with a
+    warning when it does not compile (a JAX / driver / Triton version without the kernel's lowering), so
+    the default never turns a working run into a crash; an explicit ``impl`` gets no fallback. Cached per
+    shape: one extra compilation of the kernel alone, per distinct shape."""
+    tp = _round_up(t, PAD_MULTIPLE)
+    local = functools.partial(_LOCAL[kind], block=_block(tp, block))
+
+    def loss(q, k, v, seg):
+        return jnp.sum(local(q, k, v, seg).astype(jnp.float32))
+
+    args = (
+        jax.ShapeDtypeStruct((1, tp, n, hd), dtype),
+        jax.ShapeDtypeStruct((1, tp, kv, hd), dtype),
+        jax.ShapeDtypeStruct((1, tp, kv, hd), dtype),
+        jax.ShapeDtypeStruct((1, tp), jnp.int32),
+    )
+    try:
+        jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(*args).compile()
+    except Exception as e:  # any failure to build the kernel means "use the XLA path"
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+    return None
+
+
 def _shard_map(local, mesh, rules, b: int, kv_heads: int):
     batch = rules.get("batch")
     batch_t = () if batch is None else (batch,) if isinstance(batch, str) else tuple(batch)

@@ -53,7 +53,10 @@ def test_auto_picks_the_backend_kernel(monkeypatch):
 
     def pick(backend, q=bf, k=kvb, t=2048, s=2048, offset=0, segments=seg):
         monkeypatch.setattr(attention_mod.jax, "default_backend", lambda: backend)
-        return attention_mod._auto(q, t, s, offset, None, None, segments, 512, 512)
+        return attention_mod._auto(q, t, s, offset, None, None, segments, 512, 512, 2)
+
+    # the compile check (its own test below) answers "compiles" here: dispatch only
+    monkeypatch.setattr(attention_mod.attention_kernels, "compiles", lambda *a, **k: None)
 
     assert pick("tpu") == "pallas_tpu"
     assert pick("gpu") == "pallas_gpu"  # segment ids: cuDNN cannot take them
@@ -68,3 +71,19 @@ def test_kernel_refuses_cache_offsets(qkv):
     q, k, v, _ = qkv
     with pytest.raises(ValueError, match="T == S"):
         attention(q[:, :5], k, v, impl="pallas_tpu", q_offset=0)
+
+
+def test_auto_falls_back_when_the_kernel_does_not_compile(monkeypatch):
+    """A real failure: on this CPU, claiming to be a GPU makes the Triton kernel compile for real (not in
+    interpret mode), which cannot work; auto warns once and takes the blockwise path, with the same numbers."""
+    from jaxrlvr.models import attention_kernels
+
+    assert attention_kernels.compiles("pallas_gpu", 40, 4, 2, 8, "float32") is None  # interpret mode: fine
+    attention_kernels.compiles.cache_clear()
+    monkeypatch.setattr(attention_kernels.jax, "default_backend", lambda: "gpu")
+    q = jnp.asarray(np.random.default_rng(0).normal(size=(1, 64, 4, 8)), jnp.bfloat16)
+    seg = jnp.asarray([[1] * 30 + [2] * 34], jnp.int32)
+    with pytest.warns(RuntimeWarning, match="pallas_gpu kernel does not compile here"):
+        picked = attention_mod._auto(q, 64, 64, 0, None, None, seg, 16, 16, 2)
+    assert picked == "xla_blockwise"
+    attention_kernels.compiles.cache_clear()
