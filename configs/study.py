@@ -23,7 +23,12 @@ preset flows into the study. Scaling down (our choice, one rule per setting):
   ``train.mini_batch_prompts = demo prompts_per_step / U``;
 - RL steps: the demo's (150, or ``steps=N``); shaping windows ``(start, length)`` scale by
   ``steps / paper num_steps`` (e.g. position shaping (200, 100) of 500 -> (60, 30) of 150), and the cosine
-  schedule's ``optim.total_steps`` = steps x U x ppo_epochs.
+  schedule's ``optim.total_steps`` = steps x U x ppo_epochs;
+- epochs, for the epoch-wise Pos-Adv schedule: the paper run's number of passes over its training set
+  (``paper num_steps x prompts_per_step / PAPER_TRAIN_PROMPTS``, rounded up: 8 for ``entropy_study``) is
+  kept as ``train.schedule_epochs`` (the run split into that many equal phases). Without it the demo's 150
+  steps x 16 prompts = 0.4 passes over its 6000 problems would stay in epoch 1, where the schedule's
+  lambda is 0 for the whole run (the variant would be ``non_positive``).
 
 Variants. ``decomposing`` (arXiv 2508.02260): ``baseline`` (DAPO), ``ppl`` (alpha = 0.01), ``ppl_inverse``
 (alpha = -0.01), ``position_late`` (the position-shaping preset's default: the bonus grows towards late
@@ -36,6 +41,10 @@ import ml_collections
 
 from configs import dapo_baseline, demo, entropy_study, position_shaping, ppl_shaping
 from configs._smoke import parse_presets
+
+# The paper presets' training set, DAPO-Math-17k: 17,917 prompts (the line count of
+# ../shared/data/dapo_math_17k.jsonl); used only to count the paper run's epochs.
+PAPER_TRAIN_PROMPTS = 17_917
 
 PAPER_CONFIGS = {
     "dapo_baseline": dapo_baseline,
@@ -161,6 +170,8 @@ def variant_config(study: str, name: str, *, smoke: bool = False, steps: int | N
     c.train.dump_rollouts_every = 0
     c.optim.schedule = paper.optim.schedule
     c.optim.total_steps = n * updates * c.train.ppo_epochs
+    paper_epochs = -(-paper.train.num_steps * paper.rollout.prompts_per_step // PAPER_TRAIN_PROMPTS)
+    c.train.schedule_epochs = max(2, paper_epochs)
     return c
 
 

@@ -93,6 +93,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.dynamic_sampling = False
     c.train.max_gen_batches = 3
     c.train.max_consecutive_skips = 3
+    # Epochs seen by epoch-wise schedules (Pos-Adv "epoch"): 0 = real passes over the training prompts;
+    # N >= 2 = the run split into N equal phases (a scaled-down run that keeps the paper's epoch count:
+    # configs/study.py)
+    c.train.schedule_epochs = 0
     c.train.dump_rollouts_every = 0  # save the trained-on batch every K steps (0: never); see docs/training.md
     c.train.ppl_window = (0, -1)  # (start step, number of steps; -1 = to the end) PPL shaping is active
     c.train.position_window = (0, -1)  # same for position shaping
@@ -202,6 +206,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
         )
     if c.sft.steps < 0 or c.checkpoint.every < 0:
         raise ValueError("sft.steps and checkpoint.every must be >= 0")
+    se = c.train.schedule_epochs
+    if isinstance(se, bool) or not isinstance(se, int) or se < 0 or se == 1:
+        raise ValueError(
+            f"train.schedule_epochs={se!r}: use 0 (real passes over the data) or an integer >= 2 (the run split "
+            "into that many schedule epochs)"
+        )
     if c.checkpoint.keep < 1:
         raise ValueError(
             f"checkpoint.keep={c.checkpoint.keep}: must be >= 1 (how many of the newest checkpoints are kept; "

@@ -66,6 +66,19 @@ def step_knobs(c, knobs, loop: LoopState, step: int):
     )
 
 
+def schedule_epoch(step: int, num_steps: int, prompts_per_step: int, train_size: int, schedule_epochs: int = 0):
+    """(1-based epoch after RL step ``step`` (0-based), number of epochs) for epoch-wise schedules.
+
+    ``schedule_epochs == 0``: real passes over ``train_size`` training prompts at ``prompts_per_step`` per
+    step, at least 2 (the Pos-Adv epoch schedule needs 2). ``schedule_epochs = E >= 2``: the run's
+    ``num_steps`` split into E equal phases, epoch ``1 + floor((step + 1) E / num_steps)`` capped at E (how a
+    scaled-down run keeps a paper's epoch count)."""
+    if schedule_epochs:
+        return min(schedule_epochs, 1 + ((step + 1) * schedule_epochs) // max(num_steps, 1)), schedule_epochs
+    n = max(2, -(-num_steps * prompts_per_step // max(train_size, 1)))
+    return min(n, 1 + ((step + 1) * prompts_per_step) // max(train_size, 1)), n
+
+
 def advance_knobs(algo_cfg, knobs, *, step: int, num_steps: int, epoch: int, num_epochs: int, entropy: float):
     """The next step's knobs after step ``step`` (0-based): Pos-Adv lambda schedules and the adaptive entropy
     coefficient (``algos.advance_step_state``), as host numpy."""

@@ -17,7 +17,7 @@ from jaxrlvr import algos, sharding
 from jaxrlvr.train import config as config_lib
 from jaxrlvr.train import stages
 from jaxrlvr.train.checkpoint import RunCheckpointer
-from jaxrlvr.train.controllers import LoopState, advance_knobs, observe_stage, step_knobs
+from jaxrlvr.train.controllers import LoopState, advance_knobs, observe_stage, schedule_epoch, step_knobs
 from jaxrlvr.train.evaluation import heldout_accuracy, periodic_eval
 from jaxrlvr.train.metrics import MetricsWriter
 from jaxrlvr.train.setup import (
@@ -207,8 +207,6 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
         progress = tqdm(total=num_steps, initial=start, desc="rl", dynamic_ncols=True)
     if start < num_steps:
         log(f"RL steps {start + 1}..{num_steps}: compiling the sampler and the train step on the first one")
-    # Epochs over the training prompts, for the epoch-wise Pos-Adv schedule (which needs at least 2).
-    n_epochs = max(2, -(-num_steps * c.rollout.prompts_per_step // max(len(train_rows), 1)))
     for step in range(start, num_steps):
         t0 = time.time()
         step_key = jax.random.fold_in(key, 1000 + step)
@@ -229,12 +227,15 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
         stages.dump_stage(ctx, state, batch, scored, step)
         # controllers
         mean_entropy = stages.masked_mean(scored.entropy, batch["mask"])
+        epoch, n_epochs = schedule_epoch(
+            step, num_steps, c.rollout.prompts_per_step, len(train_rows), c.train.schedule_epochs
+        )
         knobs = advance_knobs(
             ctx.algo_cfg,
             state.knobs,  # the step's own knobs were donated with the state
             step=step,
             num_steps=num_steps,
-            epoch=min(n_epochs, 1 + ((step + 1) * c.rollout.prompts_per_step) // max(len(train_rows), 1)),
+            epoch=epoch,
             num_epochs=n_epochs,
             entropy=mean_entropy,
         )

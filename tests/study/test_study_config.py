@@ -38,6 +38,28 @@ def test_algorithm_settings_come_from_the_paper_presets():
     assert c.rollout.prompts_per_step // c.train.mini_batch_prompts == min(updates, 16)
 
 
+def test_epoch_schedule_keeps_the_paper_runs_epoch_count():
+    """500 steps x 256 prompts over DAPO-Math-17k's 17,917 = 7.1 passes -> 8 schedule epochs; the Pos-Adv
+    epoch schedule then leaves lambda = 0 after the first eighth of the run (without this it would stay in
+    epoch 1 of the demo's 0.4 passes, lambda = 0 throughout)."""
+    import numpy as np
+
+    from jaxrlvr import algos
+    from jaxrlvr.train.controllers import schedule_epoch
+
+    c = study.get_config("variant=revisiting/pos_adv_epoch")
+    assert c.train.schedule_epochs == 8 and c.algo.pos_adv_mode == "epoch"
+    n = c.train.num_steps
+    lams = []
+    for step in range(n):
+        e, ne = schedule_epoch(step, n, c.rollout.prompts_per_step, c.data.synthetic_train, c.train.schedule_epochs)
+        lams.append(float(algos.pos_adv_lambda_epoch(e, num_epochs=ne)))
+    assert lams[0] == 0.0 and lams[-1] == 1.0 and np.all(np.diff(lams) >= 0) and len(set(lams)) == 8
+    # real passes over the data when schedule_epochs is 0: the demo's 150 x 16 of 6000 stays in epoch 1
+    assert {schedule_epoch(s, n, 16, 6000)[0] for s in range(n)} == {1}
+    assert schedule_epoch(0, 10, 100, 150) == (1, 7) and schedule_epoch(2, 10, 100, 150) == (3, 7)
+
+
 def test_config_errors_name_the_value():
     with pytest.raises(ValueError, match="nope"):
         study.get_config("variant=revisiting/nope")

@@ -131,6 +131,7 @@ def test_non_finite_updates_stop_the_run(full_run, tmp_path):
         ("rollout.top_p", 1.5, "rollout.top_p must lie in"),
         ("rollout.top_k", -1, "rollout.top_k must be >= 0"),
         ("checkpoint.keep", 0, "checkpoint.keep=0: must be >= 1"),
+        ("train.schedule_epochs", 1, "train.schedule_epochs=1: use 0"),
     ],
 )
 def test_config_validation(key, value, match):
