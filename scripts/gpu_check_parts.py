@@ -416,7 +416,7 @@ def part_update(s: Shapes, out: dict, dry_run: bool, cap_s: float, save=lambda: 
     out["packed_path"] = {
         "available": bool(packed),
         "detected": packed,
-        "note": "timed only once this part calls it" if packed else "not available",
+        "note": "timed by the packed part" if packed else "not available",
     }
     out["models"] = {}
     b, p, r_len, mb = s.update_rows, s.update_prompt, s.update_response, s.update_micro
