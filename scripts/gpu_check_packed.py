@@ -19,12 +19,25 @@ from __future__ import annotations
 import argparse
 import time
 
-GPU_SIZES = dict(t=8192, heads=14, kv=2, hd=64, repeats=5, bench=["--preset", "qwen2.5-0.5b", "--dtype", "bfloat16"])
-GPU_SIZES["bench"] += ["--remat", "full", "--batch", "64", "--mini_batch", "32", "--micro_batch", "4"]
-GPU_SIZES["bench"] += ["--prompt_len", "256", "--max_new_tokens", "2048", "--max_tokens", "16384"]
-DRY_SIZES = dict(t=200, heads=4, kv=2, hd=16, repeats=2, bench=["--layers", "1", "--width", "32", "--heads", "4"])
-DRY_SIZES["bench"] += ["--kv_heads", "2", "--vocab", "64", "--batch", "8", "--mini_batch", "4", "--micro_batch"]
-DRY_SIZES["bench"] += ["2", "--prompt_len", "8", "--max_new_tokens", "32", "--max_tokens", "128", "--repeats", "1"]
+# bench: scripts/bench_update_scale.py's arguments, as a command line would give them
+GPU_SIZES = dict(
+    t=8192,
+    heads=14,
+    kv=2,
+    hd=64,
+    repeats=5,
+    bench="--preset qwen2.5-0.5b --dtype bfloat16 --remat full --batch 64 --mini_batch 32 --micro_batch 4 "
+    "--prompt_len 256 --max_new_tokens 2048 --max_tokens 16384".split(),
+)
+DRY_SIZES = dict(
+    t=200,
+    heads=4,
+    kv=2,
+    hd=16,
+    repeats=2,
+    bench="--layers 1 --width 32 --heads 4 --kv_heads 2 --vocab 64 --batch 8 --mini_batch 4 --micro_batch 2 "
+    "--prompt_len 8 --max_new_tokens 32 --max_tokens 128 --repeats 1".split(),
+)
 
 
 def _segments(t: int, rng):

@@ -184,8 +184,7 @@ def _cudnn_mask_ok(t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT) -
     return static_zero and t == s and q_segment_ids_BT is None and (kv_mask_BS is None or kv_lengths_B is not None)
 
 
-def _auto(q, t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT, block_q, block_k, kv_heads=None) -> str:
-    kv_heads = q.shape[2] if kv_heads is None else kv_heads
+def _auto(q, t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT, block_q, block_k, kv_heads) -> str:
     if t == 1 or t * s <= block_q * block_k:
         return "dense"
     backend = jax.default_backend()
@@ -194,8 +193,8 @@ def _auto(q, t, s, q_offset, kv_mask_BS, kv_lengths_B, q_segment_ids_BT, block_q
             return "cudnn"
         if attention_kernels.supports(t, s, q_offset):
             kind = "pallas_tpu" if backend == "tpu" else "pallas_gpu"
-            n, hd, kv = q.shape[2], q.shape[3], kv_heads
-            error = attention_kernels.compiles(kind, t, n, kv, hd, jnp.dtype(q.dtype).name, max(block_q, block_k))
+            n, hd = q.shape[2], q.shape[3]
+            error = attention_kernels.compiles(kind, t, n, kv_heads, hd, jnp.dtype(q.dtype).name, max(block_q, block_k))
             if error is None:
                 return kind
             _warn_once(

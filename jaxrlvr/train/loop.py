@@ -241,7 +241,7 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
         )
         state = state.replace(knobs=sharding.conform(knobs, ctx.pl.replicated))
         # log / checkpoint
-        info["skipped_updates"], info["updates"] = skipped, n_updates
+        info["skipped_updates"] = skipped
         times = {"rollout": t1 - t0, "score": t2 - t1, "update": t3 - t2}
         rec = stages.step_metrics(ctx, batch, scored, upd, info, times)
         rec.update({"lambda": float(knobs.lam), "entropy_coef": float(knobs.entropy_coef)})

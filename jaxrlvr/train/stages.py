@@ -182,6 +182,8 @@ def update_policy(ctx: RunContext, state, batch: dict, scored: Scored, *, step: 
             )
             metrics.append(m)
     upd = {k: float(np.mean([float(m[k]) for m in metrics])) for k in metrics[0]}
+    if "skipped_nonfinite_update" in upd:  # a count of updates, not a mean
+        upd["skipped_nonfinite_update"] = int(sum(float(m["skipped_nonfinite_update"]) for m in metrics))
     skipped = int(sum(float(m["skipped"]) for m in metrics))
     return state, upd, skipped, len(metrics)
 
@@ -280,5 +282,5 @@ def step_metrics(ctx: RunContext, batch: dict, scored: Scored, upd: dict, info: 
         if k in upd:
             rec[k if k != "kl" else "kl_ref"] = upd[k]
     if "skipped_nonfinite_update" in upd:  # of the skipped: finite gradients, non-finite new params / moments
-        rec["skipped_nonfinite_update"] = int(round(upd["skipped_nonfinite_update"] * info["updates"]))
+        rec["skipped_nonfinite_update"] = upd["skipped_nonfinite_update"]
     return rec

@@ -10,17 +10,7 @@ import pytest
 
 from jaxrlvr.models import attention as attention_mod
 from jaxrlvr.models.attention import allowed_mask, attention
-
-B, T, N, KV, H = 2, 37, 4, 2, 8
-SEG = [[1] * 10 + [2] * 20 + [3] * 5 + [0] * 2, [1] * 37]  # row 0: three packed sequences and an empty tail
-KV_MASK = [[1] * 35 + [0] * 2, [0] * 5 + [1] * 32]  # row 1: left padding
-
-
-@pytest.fixture(scope="module")
-def qkv():
-    rng = np.random.default_rng(1)
-    shapes = [(B, T, N, H), (B, T, KV, H), (B, T, KV, H), (B, T, N, H)]
-    return [jnp.asarray(rng.normal(size=s), jnp.float32) for s in shapes]
+from tests.models.attention_cases import KV_MASK, SEG, B, H, N, T
 
 
 @pytest.mark.parametrize("kind", ["pallas_tpu", "pallas_gpu"])
