@@ -124,6 +124,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.max_new_tokens = 0  # 0: rollout.max_new_tokens
     c.eval.max_problems = 0  # 0: all
     c.eval.template = ""  # "": each benchmark's default
+    c.eval.keep_best = False  # keep the params of the best first-benchmark acc_at_n in WORKDIR/best_validated/
 
     c.reward = ml_collections.ConfigDict()
     c.reward.workers = 2
