@@ -43,7 +43,8 @@ def get_config(arg=None):
     c.ckpt = ""  # Hugging Face folder (config.json + *.safetensors) or orbax checkpoint of a jaxrlvr run
     c.tokenizer = ""  # "" = the checkpoint folder; a folder with tokenizer.json; or "char"
     c.dtype = ""  # "" = as stored; e.g. "bfloat16" (HF checkpoints)
-    # comma-separated names (math500, aime24, aime25, amc23, minerva, gsm8k; humaneval, gpqa, ifeval) or paths
+    # comma-separated names (math500, aime24, aime25, amc23, minerva, gsm8k; humaneval, livecodebench, gpqa,
+    # ifeval) or paths
     c.benchmarks = "math500"
     c.data_dir = ""  # "" = the copies shipped with jaxrlvr; else a folder with the benchmark files
     c.out_dir = "eval_out"
@@ -69,6 +70,7 @@ def get_config(arg=None):
     c.code_memory_mb = 1024  # address-space limit per program (0 = none)
     c.gpqa_path = ""  # "" = $JAXRLVR_GPQA_PATH, then ~/.cache/jaxrlvr/gpqa/gpqa_diamond.{jsonl,csv}
     c.gpqa_shuffle = True  # each sample sees the four options in its own seeded order
+    c.livecodebench_path = ""  # "" = $JAXRLVR_LIVECODEBENCH_PATH: a release's test*.jsonl (docs/ood_eval.md)
     # checkpoint selection (module docstring): "none" evaluates ckpt; "best" picks a run's checkpoint first
     c.select = "none"
     c.validation = "aime25"

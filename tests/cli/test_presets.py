@@ -109,3 +109,18 @@ def test_revisiting_evaluation_selects_by_aime25_and_names_the_checkpoint(valida
 def test_revisiting_selection_on_a_single_checkpoint_is_a_user_error(run_cli, tmp_path):
     proc = run_cli("scripts/evaluate.py", "--config", "configs/eval.py:revisiting", f"--config.ckpt={tmp_path}")
     assert proc.returncode == 2 and "select=none" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_livecodebench_from_a_local_release_file_on_the_command_line(validated_run, run_cli, tmp_path):
+    from tests.eval_ood.test_livecodebench import write_tiny_release
+
+    workdir, _ = validated_run
+    common = ["scripts/evaluate.py", "--config", "configs/eval.py:smoke", f"--config.ckpt={workdir}"]
+    common += ["--config.benchmarks=livecodebench", "--config.max_new_tokens=8"]
+    proc = run_cli(*common, f"--config.livecodebench_path={tmp_path / 'none.jsonl'}")
+    assert proc.returncode == 2 and "livecodebench_path" in proc.stderr and "Traceback" not in proc.stderr
+    release = write_tiny_release(tmp_path / "test6.jsonl")
+    proc = run_cli(*common, f"--config.livecodebench_path={release}", f"--config.out_dir={tmp_path / 'out'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (summary,) = json.loads((tmp_path / "out" / "summary.json").read_text())["summaries"]
+    assert summary["benchmark"] == "livecodebench" and summary["num_problems"] == 2
