@@ -53,7 +53,7 @@ def test_clashing_presets_exit_2_with_one_line_naming_both(run_cli, tmp_path, co
 
 @pytest.fixture(scope="module")
 def validated_run(run_cli, tmp_path_factory):
-    """entropy_study's smoke run with App. B's validation on (AIME 2025 every step, 2 problems x 2 samples)
+    """entropy_study's smoke run with App. B's validation on (AIME 2025 every step, 3 problems x 2 samples)
     and the adaptive_entropy preset (threshold measured on one rollout batch before RL)."""
     workdir = tmp_path_factory.mktemp("validated") / "run"
     proc = run_cli(
@@ -62,7 +62,7 @@ def validated_run(run_cli, tmp_path_factory):
         "configs/entropy_study.py:smoke,adaptive_entropy",
         f"--workdir={workdir}",
         "--config.eval.every=1",
-        "--config.eval.max_problems=2",
+        "--config.eval.max_problems=3",
         "--config.eval.max_new_tokens=8",
         "--config.sft.steps=0",
         "--config.log.tensorboard=False",
@@ -124,3 +124,15 @@ def test_livecodebench_from_a_local_release_file_on_the_command_line(validated_r
     assert proc.returncode == 0, proc.stderr[-3000:]
     (summary,) = json.loads((tmp_path / "out" / "summary.json").read_text())["summaries"]
     assert summary["benchmark"] == "livecodebench" and summary["num_problems"] == 2
+
+
+def test_analysis_report_has_revisiting_prompt_entropy(validated_run, run_cli, tmp_path):
+    workdir, _ = validated_run
+    proc = run_cli("scripts/analyze.py", "--workdir", workdir, "--out", tmp_path / "an")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pe = json.loads((tmp_path / "an" / "analysis.json").read_text())["prompt_entropy"]
+    assert pe["in_domain"] == "aime24" and pe["out_of_domain"] == "ifeval", pe
+    assert pe["ratio"]["aime24"][str(pe["reference_step"])] == 1.0 and len(pe["ratio"]["ifeval"]) >= 2
+    corr = pe["correlation"]["aime25"]  # the run's periodic AIME 2025 validation, 3 problems x 2 samples
+    assert all(c["n"] == 3 for c in corr.values()) and corr
+    assert "Prompt entropy (Revisiting App. C.2 / C.3)" in (tmp_path / "an" / "report.html").read_text()
