@@ -8,13 +8,13 @@
 Presets (``--config configs/eval.py:revisiting`` or ``:deng,smoke``), named after the paper whose protocol
 they follow:
   (none)      N=8, temperature 0.6, top-p 0.95: Deng et al.'s evaluation (arXiv 2508.02260, "Implementation
-              Details": "we generate 8 trajectories per prompt using nucleus sampling through top_p=0.95 and
-              temperature 0.6")
+              Details": "During evaluation, we generate 8 [...] trajectories per prompt using nucleus
+              sampling through top_p=0.95 [...] and temperature 0.6")
   deng        the same, with Deng's benchmarks (AIME 2024/2025, AMC 2023, MATH500, Minerva; "Dataset and
               Benchmarks"; GPQA and HumanEval are its out-of-domain ones: add them by name)
   revisiting  Revisiting (arXiv 2511.05993) App. B: N=64, temperature 1.0, top-p 1.0 ("we sampled 64 responses
               and reported both Avg@64 and Pass@64. All evaluations used a decoding temperature of 1.0 and
-              top-p of 1.0"); AIME 2025 is the validation set ("AIME 2025 served as the validation set, and the
+              top-[p] of 1.0"); AIME 2025 is the validation set ("AIME 2025 served as the validation set, and the
               best checkpoint was evaluated on all other benchmarks"): ``select=best`` picks the run's kept
               checkpoint with the best AIME 2025 Avg@64 and evaluates it on AIME 2024, MATH500, AMC 2023,
               Minerva and IF-Eval (LiveCodeBench: add ``livecodebench`` with its file, docs/ood_eval.md).
