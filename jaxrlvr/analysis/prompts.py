@@ -127,8 +127,14 @@ def per_prompt_accuracy(samples_path) -> dict[str, float]:
 
 
 def prompt_entropy_study(
-    checkpoints: dict, tokenizer, *, in_domain: str = "aime24", out_of_domain: str = "ifeval", max_prompts: int = 30,
-    eval_root=None, reference=None,
+    checkpoints: dict,
+    tokenizer,
+    *,
+    in_domain: str = "aime24",
+    out_of_domain: str = "ifeval",
+    max_prompts: int = 30,
+    eval_root=None,
+    reference=None,
 ) -> dict:
     """Revisiting C.2 / C.3 over a run's checkpoints.
 
@@ -231,11 +237,11 @@ def prompt_entropy_html(pe: dict | None) -> str:
 
     ref = "the weights the run started from" if pe["reference_step"] is None else f"step {pe['reference_step']}"
     benches = (pe["in_domain"], pe["out_of_domain"])
-    rows = "".join(
-        f"<tr><td>{s}</td>" + "".join(f"<td>{f(pe['entropy'][b][s])}</td><td>{f(pe['ratio'][b][s])}</td>" for b in benches)
-        + "</tr>"
-        for s in sorted(pe["entropy"][benches[0]])
-    )
+
+    def cells(s):
+        return "".join(f"<td>{f(pe['entropy'][b][s])}</td><td>{f(pe['ratio'][b][s])}</td>" for b in benches)
+
+    rows = "".join(f"<tr><td>{s}</td>{cells(s)}</tr>" for s in sorted(pe["entropy"][benches[0]]))
     cols = "".join(f"<th>{b} entropy</th><th>{b} ratio</th>" for b in benches)
     parts = [
         head,

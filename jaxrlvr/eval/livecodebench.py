@@ -145,7 +145,7 @@ def extract_program(response: str) -> str:
     return response
 
 
-_STDIN_RUNNER = '''
+_STDIN_RUNNER = """
 import contextlib as _lcb_contextlib
 import io as _lcb_io
 import sys as _lcb_sys
@@ -165,15 +165,15 @@ def __lcb_entry__(text):
     finally:
         _lcb_sys.stdin = old
     return out.getvalue()
-'''
+"""
 
-_FUNCTIONAL_RUNNER = '''
+_FUNCTIONAL_RUNNER = """
 
 def __lcb_entry__(*args):
     return Solution().{func_name}(*args)
-'''
+"""
 
-_CHECK = '''
+_CHECK = """
 import json
 
 CASES = {cases!r}
@@ -208,7 +208,7 @@ def check(candidate):
             assert _plain(candidate(*args)) == _plain(json.loads(out)), "wrong answer"
         else:
             assert _same_lines(candidate(inp), out), "wrong answer"
-'''
+"""
 
 
 def harness(row: Mapping[str, Any], program: str) -> tuple[str, str]:

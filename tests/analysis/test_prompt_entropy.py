@@ -9,6 +9,7 @@ import pytest
 
 from jaxrlvr.analysis.prompts import per_prompt_accuracy, prompt_entropy_study, prompt_token_entropy
 from jaxrlvr.data import CharTokenizer
+from jaxrlvr.eval import get_benchmark
 from tests.eval.test_end_to_end import _tiny_model
 
 TOK = CharTokenizer()
@@ -41,17 +42,12 @@ def test_prompt_entropy_study_over_checkpoints(tmp_path):
     for step in (0, 4):
         ckpts[step] = save_params(tmp_path / "checkpoints" / str(step), cfg, init_params(cfg, jax.random.key(step)))
     # a periodic evaluation at step 4 on aime24: per-problem accuracy over 4 samples
-    (tmp_path / "eval" / "step_000004").mkdir(parents=True)
-    rows = [
-        {"problem_id": f"aime24-{i}", "correct": s < i % 5, "sample_index": s} for i in range(6) for s in range(4)
-    ]
+    ids = [r["id"] for r in get_benchmark("aime24").load(None)][:6]
+    rows = [{"problem_id": pid, "correct": s < i % 5, "sample_index": s} for i, pid in enumerate(ids) for s in range(4)]
     samples = tmp_path / "eval" / "step_000004" / "aime24.samples.jsonl"
+    samples.parent.mkdir(parents=True)
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert per_prompt_accuracy(samples)["aime24-3"] == 0.75
-    ids = [r["id"] for r in __import__("jaxrlvr.eval", fromlist=["get_benchmark"]).get_benchmark("aime24").load(None)]
-    (tmp_path / "eval" / "step_000004" / "aime24.samples.jsonl").write_text(
-        "".join(json.dumps(dict(r, problem_id=ids[int(r["problem_id"].split("-")[1])])) + "\n" for r in rows)
-    )
+    assert per_prompt_accuracy(samples)[ids[3]] == 0.75
     out = prompt_entropy_study(ckpts, TOK, max_prompts=3, eval_root=tmp_path / "eval")
     assert out["reference_step"] == 0 and out["prompts"] == {"aime24": 3, "ifeval": 3}
     assert out["ratio"]["aime24"][0] == pytest.approx(1.0) and out["ratio"]["ifeval"][0] == pytest.approx(1.0)
