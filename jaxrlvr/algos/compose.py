@@ -27,6 +27,7 @@ from jaxrlvr.algos.shaping import (
     ppl_weights,
 )
 from jaxrlvr.algos.weights import (
+    exclusive_token_mask,
     high_entropy_mask,
     mask_truncated,
     neg_adv_weights,
@@ -136,7 +137,9 @@ def token_loss(
       3. ``pg *= w`` with ``w`` the product of the enabled weights: Clip-Cov, Positive-Advantage
          Reweighting (``step_state.lam``), ``drop_negative_adv``, ``rand_pos_clip``,
          ``high_entropy_only``. Weights (computed from the advantages before step 1's entropy term) touch
-         the policy-gradient term only; zero-weight tokens stay in the denominator.
+         the policy-gradient term only; zero-weight tokens stay in the denominator, except with
+         ``exclusive_tokens="mask"``: the tokens ``drop_negative_adv`` or a lambda of 0 leave out
+         (``exclusive_token_mask``) then leave the aggregation altogether (step 6), KL and entropy terms too.
       4. ``+ kl_coef * kl_penalty(logp, ref_logp, kl_kind)`` if ``kl_coef > 0``.
       5. ``- step_state.entropy_coef * H`` if ``entropy_coef != 0`` or ``entropy_adaptive``.
       6. ``aggregate(loss_BT, mask, loss_agg_mode, norm_len=loss_norm_len)``.
@@ -242,8 +245,9 @@ def token_loss(
         metrics.update(pm)
 
     w_BT = jnp.ones(m.shape, dtype=jnp.float32)
-    if config.loss_variant == "clip_cov":
-        sel = clip_cov_select(
+    cov_sel = None
+    if config.loss_variant == "clip_cov" or config.rand_pos_clip_match:
+        cov_sel = clip_cov_select(
             logp_BT,
             old_logp_BT,
             adv,
@@ -256,14 +260,18 @@ def token_loss(
             clip_high=clip_high,
             log_ratio_clamp=config.log_ratio_clamp,
         )
-        w_BT = jnp.where(sel, 0.0, w_BT)
-        metrics["clip_cov_selected"] = count(sel)
+    if config.loss_variant == "clip_cov":
+        w_BT = jnp.where(cov_sel, 0.0, w_BT)
+        metrics["clip_cov_selected"] = count(cov_sel)
     if config.pos_adv_mode != "off":
         w_BT = w_BT * pos_adv_weights(adv_raw, step_state.lam)
     if config.drop_negative_adv:
         w_BT = w_BT * neg_adv_weights(adv_raw)
     if config.rand_pos_clip:
-        sel = rand_pos_clip_select(adv_raw, m, jax.random.fold_in(rng, 1), ratio=config.rand_pos_clip_ratio)
+        matched = jnp.sum(cov_sel, dtype=jnp.int32) if config.rand_pos_clip_match else None
+        sel = rand_pos_clip_select(
+            adv_raw, m, jax.random.fold_in(rng, 1), ratio=config.rand_pos_clip_ratio, count=matched
+        )
         w_BT = jnp.where(sel, 0.0, w_BT)
         metrics["rand_pos_clipped"] = count(sel)
     if config.high_entropy_only:
@@ -280,7 +288,13 @@ def token_loss(
         metrics["kl"] = jax.lax.stop_gradient(total(kl_BT))
     if config.uses_entropy_bonus:
         loss_BT = entropy_regularization(loss_BT, masked(entropy_BT, m), step_state.entropy_coef)
-    numerator, denominator = aggregate(loss_BT, m, config.loss_agg_mode, norm_len=config.loss_norm_len)
+    agg_m = m
+    if config.exclusive_tokens == "mask" and (config.drop_negative_adv or config.pos_adv_mode != "off"):
+        lam = step_state.lam if config.pos_adv_mode != "off" else None
+        excluded = exclusive_token_mask(adv_raw, m, drop_negative=config.drop_negative_adv, lam=lam)
+        agg_m = m & ~excluded
+        metrics["num_tokens_excluded"] = count(excluded)
+    numerator, denominator = aggregate(loss_BT, agg_m, config.loss_agg_mode, norm_len=config.loss_norm_len)
 
     pos, neg = adv_raw > 0, adv_raw < 0
     metrics.update(

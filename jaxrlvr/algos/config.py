@@ -26,6 +26,7 @@ from jaxrlvr.algos.schedules import (
 
 LOSS_VARIANTS = ("clip", "clip_free", "clip_cov", "kl_cov")
 POS_ADV_MODES = ("off", "constant", "stage", "epoch", "entropy")
+EXCLUSIVE_TOKENS = ("zero_weight", "mask")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +91,10 @@ class AlgoConfig:
     drop_negative_adv: bool = False  # neg_adv_weights: train on non-negative tokens only
     rand_pos_clip: bool = False
     rand_pos_clip_ratio: float = 2e-4
+    rand_pos_clip_match: bool = False  # zero as many A > 0 tokens as Clip-Cov would detach in the same batch
+    # "zero_weight": excluded tokens (drop_negative_adv, lambda = 0) keep their place in the token-mean
+    # denominator; "mask": they leave it (docs/algorithms.md, "Trained exclusively on")
+    exclusive_tokens: str = "zero_weight"
     high_entropy_only: bool = False
     high_entropy_fraction: float = 0.2
     mask_truncated: bool = False
@@ -125,6 +130,7 @@ class AlgoConfig:
         check_choice("loss_agg_mode", AGG_MODES)
         check_choice("kl_kind", KL_KINDS)
         check_choice("pos_adv_mode", POS_ADV_MODES)
+        check_choice("exclusive_tokens", EXCLUSIVE_TOKENS)
         for name in (
             "ppl_shaping",
             "position_shaping",
@@ -132,6 +138,7 @@ class AlgoConfig:
             "entropy_adaptive",
             "drop_negative_adv",
             "rand_pos_clip",
+            "rand_pos_clip_match",
             "high_entropy_only",
             "mask_truncated",
         ):
@@ -168,6 +175,8 @@ class AlgoConfig:
         check_num("pos_adv_target", lo=0.0)
         check_num("pos_adv_delta", lo=0.0)
         check_num("pos_adv_lambda_init", lo=0.0, hi=1.0)
+        if self.rand_pos_clip_match and not self.rand_pos_clip:
+            fail("rand_pos_clip_match", "needs rand_pos_clip=True (it sets how many A > 0 tokens that zeroes)")
         n = self.loss_norm_len
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n <= 0):
             fail("loss_norm_len", "must be None or a positive integer")

@@ -41,13 +41,28 @@ def neg_adv_weights(adv_BT) -> jax.Array:
     return jnp.where(a < 0, 0.0, 1.0).astype(jnp.float32)
 
 
-def rand_pos_clip_select(adv_BT, mask_BT, rng, *, ratio) -> jax.Array:
-    """Bool mask of the tokens ``rand_pos_clip_weights`` zeroes."""
+def rand_pos_clip_select(adv_BT, mask_BT, rng, *, ratio, count=None) -> jax.Array:
+    """Bool mask of the tokens ``rand_pos_clip_weights`` zeroes: ``max(1, floor(ratio * #valid))`` random
+    A > 0 tokens, or exactly ``count`` of them when given (e.g. the number Clip-Cov detaches in the same
+    batch, ``AlgoConfig.rand_pos_clip_match``: Revisiting's "the same proportion"); fewer when fewer A > 0
+    tokens exist."""
     ratio = check_ratio("ratio", ratio)
     m = as_bool_mask(mask_BT)
     candidates = m & (f32(adv_BT) > 0)
-    k = jnp.maximum(floor_mul(jnp.sum(m, dtype=jnp.int32), ratio), 1)
+    k = jnp.maximum(floor_mul(jnp.sum(m, dtype=jnp.int32), ratio), 1) if count is None else count
     return select_random(candidates, k, rng)
+
+
+def exclusive_token_mask(adv_BT, mask_BT, *, drop_negative: bool, lam=None) -> jax.Array:
+    """Bool mask of the valid tokens a "trained exclusively on" setting leaves out: A < 0 when
+    ``drop_negative`` (train on A >= 0 only), A > 0 when the Positive-Advantage lambda ``lam`` is 0 (train on
+    A <= 0 only; ``lam`` may be traced, None: off). ``AlgoConfig.exclusive_tokens="mask"`` removes these
+    tokens from the aggregation (its denominator too); ``"zero_weight"`` keeps them there with weight 0."""
+    a, m = f32(adv_BT), as_bool_mask(mask_BT)
+    out = (a < 0) if drop_negative else jnp.zeros(a.shape, dtype=bool)
+    if lam is not None:
+        out = out | ((a > 0) & (f32(lam) == 0.0))
+    return out & m
 
 
 def rand_pos_clip_weights(adv_BT, mask_BT, rng, *, ratio: float) -> jax.Array:

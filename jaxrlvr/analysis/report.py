@@ -19,6 +19,7 @@ import numpy as np
 
 from jaxrlvr.analysis import findings, plots
 from jaxrlvr.analysis.entropy import ema, entropy_by_outcome, masked_mean, positional_profile
+from jaxrlvr.analysis.prompts import prompt_entropy_html, run_prompt_entropy
 from jaxrlvr.analysis.rollouts import RolloutDump, Run, load_run
 from jaxrlvr.analysis.shift import (
     SMALL_SHIFT,
@@ -51,6 +52,7 @@ class ReportOptions:
     impact_rows: int = 4  # Eq. 6: responses measured
     impact_per_row: int = 2  # Eq. 6: positions per response
     impact_k: int = 4  # Eq. 6: continuations per prefix (the paper: 32)
+    prompt_entropy_prompts: int = 30  # Revisiting C.2 / C.3 on the kept checkpoints, prompts per set (0: off)
 
 
 # ------------------------------------------------------------------------------------------ per dump
@@ -169,6 +171,7 @@ class RunAnalysis:
     summary: dict[str, float | int | str | None]
     model: dict = dataclasses.field(default_factory=dict)  # findings.model_sections
     vocab: dict = dataclasses.field(default_factory=dict)  # analysis.vocab.vocab_sections
+    prompt_entropy: dict = dataclasses.field(default_factory=dict)  # analysis.prompts.run_prompt_entropy
 
 
 def analyze_run(workdir: str | os.PathLike, opts: ReportOptions = ReportOptions()) -> RunAnalysis:
@@ -245,7 +248,9 @@ def analyze_run(workdir: str | os.PathLike, opts: ReportOptions = ReportOptions(
         model = findings.model_sections(
             run, last_dump, impact_rows=opts.impact_rows, impact_per_row=opts.impact_per_row, impact_k=opts.impact_k
         )
+    on = opts.model_sections and opts.prompt_entropy_prompts  # entropy on the prompts themselves (prompts.py)
     return RunAnalysis(
+        prompt_entropy=run_prompt_entropy(run, opts.prompt_entropy_prompts) if on else {},
         model=model,
         run=run,
         options=opts,
@@ -460,6 +465,7 @@ def render_html(a: RunAnalysis, figures: list[str]) -> str:
         parts += ["<h2>Entropy vs benchmark score across checkpoints</h2>", f"<table>{head}{rows}</table>"]
     parts += _model_html(a.model)
     parts.append(vocab_html(a.vocab))
+    parts.append(prompt_entropy_html(a.prompt_entropy))
     parts.append("<h2>Figures</h2>")
     notes = findings.captions(a)
     for name in figures:
@@ -492,6 +498,7 @@ def write_report(
         "vocab": a.vocab,
         "figures": figures,
         "model_sections": a.model,
+        "prompt_entropy": a.prompt_entropy,
     }
     (out / "analysis.json").write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
     path = out / "report.html"

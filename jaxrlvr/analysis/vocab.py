@@ -8,8 +8,9 @@
   (occurrence-weighted in the late window) are reported.
 - **Token categories of the top-shift tokens**: the tokens whose probability moved most in the update (the
   top 20% by ``|p_new - p_old|``) are decoded one by one and classified with the unit rules of
-  ``jaxrlvr.analysis.text.classify_units`` (the first counted unit of the token's text); the category
-  shares among them are set against those of all tokens (the paper's table of categories). Tokens with no
+  ``jaxrlvr.analysis.text.classify_units`` (the first counted unit of the token's text); per category: its
+  share among them and among all tokens, the rate at which its tokens reach the top 20%, and its mean
+  ``|shift|`` (Deng's per-category numbers are not shares: ``top_shift_categories``). Tokens with no
   counted unit (spaces, punctuation) are "other". Classification of single tokens cannot see multi-word
   phrases (``let me``): those count by their words.
 """
@@ -99,26 +100,44 @@ def token_category(text: str) -> str:
 
 
 def top_shift_categories(dumps: Sequence, decode: Callable[[int], str], *, fraction: float = 0.2) -> dict:
-    """Category shares of the top-``fraction`` ``|shift|`` tokens vs all tokens, pooled over ``dumps``.
-    ``decode(token_id) -> str`` (ids are decoded once each). Returns ``{"top": {cat: share}, "all": ...}``
-    over ``CATEGORIES + ("other",)``."""
+    """Per token category, pooled over ``dumps``, the top-``fraction`` ``|shift|`` tokens against all tokens.
+    ``decode(token_id) -> str`` (ids are decoded once each). Over ``CATEGORIES + ("other",)``:
+
+    - ``"top"`` / ``"all"``: the category's share of the top-``fraction`` tokens / of all tokens (sum to 1);
+    - ``"rate"``: the share of the category's own tokens that are in the top ``fraction`` (``fraction`` on
+      average over all tokens; above it, the category moves more than the rest);
+    - ``"mean_abs_shift_top"`` / ``"mean_abs_shift"``: the mean ``|p_new - p_old|`` of the category's tokens
+      among the top ``fraction`` / among all its tokens.
+
+    Deng et al. (Plateau Stage) report one number per category, "formal reasoning ... have the highest
+    proportion (0.039), followed by metacognitive reasoning tokens (0.034), general semantic tokens (0.033),
+    and logical structuring tokens (0.031)": these do not sum to 1, so they are not the shares; the text
+    does not define them. Magnitudes of 0.03 - 0.04 fit a mean probability shift (most shifts are below
+    0.06 in Deng's Fig. 3) better than a rate (about 0.2 at a 20% cut): ``mean_abs_shift`` is the column to
+    set against them (our reading)."""
     cats = (*CATEGORIES, "other")
     cache: dict[int, str] = {}
     counts = {"top": dict.fromkeys(cats, 0), "all": dict.fromkeys(cats, 0)}
+    sums = {"top": dict.fromkeys(cats, 0.0), "all": dict.fromkeys(cats, 0.0)}
     for d in dumps:
         m = np.asarray(d.mask) != 0
-        shift = probability_shift(d.old_logp, d.new_logp, m)
-        top = top_fraction_mask(np.abs(shift), m, fraction=fraction)
+        shift = np.abs(probability_shift(d.old_logp, d.new_logp, m))
+        top = top_fraction_mask(shift, m, fraction=fraction)
         tokens = np.asarray(d.tokens)
         for sel, key in ((m, "all"), (top & m, "top")):
-            for t in tokens[sel].tolist():
+            for t, x in zip(tokens[sel].tolist(), shift[sel].tolist(), strict=True):
                 if t not in cache:
                     cache[t] = token_category(decode(t))
                 counts[key][cache[t]] += 1
+                sums[key][cache[t]] += x
+    nan = float("nan")
     out = {}
     for key, c in counts.items():
         n = sum(c.values())
-        out[key] = {k: (v / n if n else float("nan")) for k, v in c.items()}
+        out[key] = {k: (v / n if n else nan) for k, v in c.items()}
+    out["rate"] = {k: (counts["top"][k] / counts["all"][k] if counts["all"][k] else nan) for k in cats}
+    out["mean_abs_shift_top"] = {k: (sums["top"][k] / counts["top"][k] if counts["top"][k] else nan) for k in cats}
+    out["mean_abs_shift"] = {k: (sums["all"][k] / counts["all"][k] if counts["all"][k] else nan) for k in cats}
     return out
 
 
@@ -197,11 +216,19 @@ def vocab_html(v: dict) -> str:
     if c:
         parts.append(
             "<h3>Token categories of the top-20% probability-shift tokens</h3><p>Dumps "
-            f"{v['late_steps']}; each token decoded alone and classified by the category rules.</p>"
+            f"{v['late_steps']}; each token decoded alone and classified by the category rules. Deng's per-category "
+            "numbers (0.039 / 0.034 / 0.033 / 0.031) are not shares; compare them with mean |shift| (our reading; "
+            "jaxrlvr.analysis.vocab.top_shift_categories).</p>"
         )
-        head = "<tr><th>category</th><th>top-20% |shift| tokens</th><th>all tokens</th></tr>"
+        head = (
+            "<tr><th>category</th><th>share of top-20% |shift| tokens</th><th>share of all tokens</th>"
+            "<th>rate in top 20%</th><th>mean |shift|, top 20%</th><th>mean |shift|, all</th></tr>"
+        )
         rows = "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{_f(c['top'][k])}</td><td>{_f(c['all'][k])}</td></tr>" for k in c["top"]
+            f"<tr><td>{html.escape(k)}</td><td>{_f(c['top'][k])}</td><td>{_f(c['all'][k])}</td>"
+            f"<td>{_f(c.get('rate', {}).get(k))}</td><td>{_f(c.get('mean_abs_shift_top', {}).get(k))}</td>"
+            f"<td>{_f(c.get('mean_abs_shift', {}).get(k))}</td></tr>"
+            for k in c["top"]
         )
         parts.append(f"<table>{head}{rows}</table>")
     pe = v.get("prompt_entropy")

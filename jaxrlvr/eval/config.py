@@ -13,8 +13,9 @@ from jaxrlvr.eval.benchmarks import ScoringOptions
 class EvalConfig:
     """What to evaluate and how to sample.
 
-    Defaults follow the papers' evaluation: N=8 samples at temperature 0.6, top-p 0.95 (the ``n64``
-    preset of configs/eval.py: N=64, T=1.0, top-p 1.0).
+    Defaults follow Deng et al.'s evaluation (arXiv 2508.02260, "Implementation Details"): N=8 samples at
+    temperature 0.6, top-p 0.95. Revisiting's (arXiv 2511.05993, App. B) is N=64, T=1.0, top-p 1.0: the
+    ``revisiting`` preset of configs/eval.py.
 
     Attributes:
       benchmarks: registered names (``math500``, ``aime24``, ...) or file paths.
@@ -38,6 +39,7 @@ class EvalConfig:
         parallel programs, address-space limit; 0: no memory limit).
       gpqa_path: the GPQA Diamond file (None: ``$JAXRLVR_GPQA_PATH``, then ``~/.cache/jaxrlvr/gpqa/``).
       gpqa_shuffle: shuffle the options of every GPQA sample (seeded by ``seed``, question and sample).
+      livecodebench_path: the LiveCodeBench release file (None: ``$JAXRLVR_LIVECODEBENCH_PATH``).
     """
 
     benchmarks: tuple[str, ...] = ("math500",)
@@ -64,6 +66,7 @@ class EvalConfig:
     code_memory_mb: int = 1024
     gpqa_path: str | None = None
     gpqa_shuffle: bool = True
+    livecodebench_path: str | None = None
 
     def __post_init__(self):
         if isinstance(self.benchmarks, str):
@@ -110,7 +113,7 @@ class EvalConfig:
         items = dict(cfg.items())
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in items.items() if k in names}
-        for k in ("template", "data_dir", "out_dir", "gpqa_path"):
+        for k in ("template", "data_dir", "out_dir", "gpqa_path", "livecodebench_path"):
             if kwargs.get(k) == "":
                 kwargs[k] = None
         if kwargs.get("max_problems") == 0:

@@ -1,5 +1,5 @@
-"""The out-of-domain benchmarks in the evaluation runner: ``humaneval``, ``gpqa`` (alias ``gpqa_diamond``)
-and ``ifeval``.
+"""The out-of-domain benchmarks in the evaluation runner: ``humaneval``, ``livecodebench`` (a user's file),
+``gpqa`` (alias ``gpqa_diamond``) and ``ifeval``.
 
 Each is a :class:`~jaxrlvr.eval.benchmarks.Benchmark` over the modules :mod:`jaxrlvr.eval.code`,
 :mod:`jaxrlvr.eval.choice` and :mod:`jaxrlvr.eval.instructions`, registered when ``jaxrlvr.eval`` is
@@ -33,7 +33,7 @@ from typing import Any
 
 from jaxrlvr.data.templates import get_template
 from jaxrlvr.data.tokenizer import Tokenizer
-from jaxrlvr.eval import choice, code, instructions
+from jaxrlvr.eval import choice, code, instructions, livecodebench
 from jaxrlvr.eval.benchmarks import Benchmark, register_benchmark
 from jaxrlvr.eval.scoring import SampleScore
 
@@ -271,7 +271,77 @@ def ifeval_benchmark(*, name: str = "ifeval") -> Benchmark:
     )
 
 
+# -------------------------------------------------------------------------------------------- LiveCodeBench
+class LiveCodeScorer:
+    """LiveCodeBench: the program of every response against all the problem's tests, in the sandbox."""
+
+    def __init__(self, *, timeout_s: float = 3.0, workers: int = 2, memory_mb: int = 1024):
+        self.timeout_s, self.workers, self.memory_mb = timeout_s, workers, memory_mb
+
+    def score(self, rows, responses):
+        flat_rows = [row for row, resp in zip(rows, responses, strict=True) for _ in resp]
+        programs = [livecodebench.extract_program(r) for resp in responses for r in resp]
+        results = livecodebench.check_responses(
+            flat_rows, programs, timeout_s=self.timeout_s, workers=self.workers, memory_mb=self.memory_mb
+        )
+        out, pos = [], 0
+        for resp in responses:
+            scores = []
+            for _ in resp:
+                res, program = results[pos], programs[pos]
+                pos += 1
+                extras: dict[str, Any] = {"exec_status": res.status}
+                if not res.passed:
+                    extras["exec_stderr"] = (res.detail or res.stderr or "")[-500:]
+                scores.append(SampleScore(res.passed, program if program.strip() else None, extras))
+            out.append(scores)
+        return out
+
+    def vote_groups(self, rows, scores):
+        return None  # programs are not answers to vote on: Maj@N does not apply
+
+
+def livecodebench_benchmark(
+    *, name: str = "livecodebench", path: str | None = None, timeout_s: float = 3.0, workers: int = 2, memory_mb=1024
+) -> Benchmark:
+    """LiveCodeBench code generation from a user file (``path``; None: ``$JAXRLVR_LIVECODEBENCH_PATH``):
+    :mod:`jaxrlvr.eval.livecodebench`. Prompts are user messages of the chat template (none with a plain
+    template)."""
+
+    def load(data_dir: str | None) -> list[dict]:
+        return livecodebench.load_livecodebench(path)
+
+    def build_prompt(row: dict, tokenizer: Tokenizer, template: str | None) -> list[int]:
+        text = livecodebench.prompt_text(row)
+        chat = _chat(tokenizer, template)
+        if chat is not None and hasattr(chat, "apply_chat_template"):
+            text = chat.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True)
+        return tokenizer.encode(text)
+
+    def configure(cfg) -> Benchmark:
+        return livecodebench_benchmark(
+            name=name,
+            path=cfg.livecodebench_path,
+            timeout_s=cfg.code_timeout_s,
+            workers=cfg.code_workers,
+            memory_mb=cfg.code_memory_mb,
+        )
+
+    return Benchmark(
+        name=name,
+        load=load,
+        build_prompt=build_prompt,
+        make_scorer=lambda opts: LiveCodeScorer(timeout_s=timeout_s, workers=workers, memory_mb=memory_mb),
+        format_check=None,
+        default_template=None,
+        description="LiveCodeBench code generation (a user's release file; all tests run in the sandbox)",
+        configure=configure,
+        gold_of=lambda row: None,
+    )
+
+
 register_benchmark(humaneval_benchmark())
+register_benchmark(livecodebench_benchmark())
 register_benchmark(gpqa_benchmark())
 register_benchmark(dataclasses.replace(gpqa_benchmark(name="gpqa_diamond"), description="GPQA Diamond (alias of gpqa)"))
 register_benchmark(ifeval_benchmark())

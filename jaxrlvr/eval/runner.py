@@ -366,6 +366,10 @@ def run_from_config(c, *, log: Callable[[str], None] | None = print) -> dict[str
         raise ValueError("set --config.ckpt=<Hugging Face folder or orbax run checkpoint>")
     if not pathlib.Path(c.ckpt).expanduser().exists():
         raise FileNotFoundError(f"checkpoint not found: {c.ckpt}")
+    if c.get("select", "none") not in ("", "none"):  # pick a run's checkpoint by validation first
+        from jaxrlvr.eval.select import select_and_evaluate
+
+        return select_and_evaluate(c, log=log)["results"]
     config = EvalConfig.from_mapping(c)
     tokenizer = load_eval_tokenizer(c.tokenizer, c.ckpt)
     prepared = prepare_benchmarks(config, tokenizer)

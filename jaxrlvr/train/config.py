@@ -97,6 +97,7 @@ def base_config() -> ml_collections.ConfigDict:
     # N >= 2 = the run split into N equal phases (a scaled-down run that keeps the paper's epoch count:
     # configs/study.py)
     c.train.schedule_epochs = 0
+    c.train.entropy_threshold_prompts = 0  # >0: algo.entropy_target = initial entropy on this many prompts
     c.train.dump_rollouts_every = 0  # save the trained-on batch every K steps (0: never); see docs/training.md
     c.train.ppl_window = (0, -1)  # (start step, number of steps; -1 = to the end) PPL shaping is active
     c.train.position_window = (0, -1)  # same for position shaping
@@ -124,6 +125,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.max_new_tokens = 0  # 0: rollout.max_new_tokens
     c.eval.max_problems = 0  # 0: all
     c.eval.template = ""  # "": each benchmark's default
+    c.eval.keep_best = False  # keep the params of the best first-benchmark acc_at_n in WORKDIR/best_validated/
 
     c.reward = ml_collections.ConfigDict()
     c.reward.workers = 2
@@ -223,6 +225,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
         raise ValueError(f"eval.every must be >= 0, got {c.eval.every}")
     if c.eval.every:
         eval_config(c)  # validates benchmarks and sampling settings
+    if c.train.entropy_threshold_prompts < 0 or (c.train.entropy_threshold_prompts and not c.algo.entropy_adaptive):
+        raise ValueError(
+            f"train.entropy_threshold_prompts={c.train.entropy_threshold_prompts}: the number of prompts that "
+            "measure the adaptive entropy threshold (>= 0), used only with algo.entropy_adaptive=True"
+        )
     check_mesh_shape(c.mesh.shape)
     validate_rules(c.mesh.rules)
     if c.mesh.devices == 0 or c.mesh.devices < -1:

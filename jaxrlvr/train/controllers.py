@@ -79,9 +79,14 @@ def schedule_epoch(step: int, num_steps: int, prompts_per_step: int, train_size:
     return min(n, 1 + ((step + 1) * prompts_per_step) // max(train_size, 1)), n
 
 
-def advance_knobs(algo_cfg, knobs, *, step: int, num_steps: int, epoch: int, num_epochs: int, entropy: float):
+def advance_knobs(
+    algo_cfg, knobs, *, step: int, num_steps: int, epoch: int, num_epochs: int, entropy: float, entropy_target=None
+):
     """The next step's knobs after step ``step`` (0-based): Pos-Adv lambda schedules and the adaptive entropy
-    coefficient (``algos.advance_step_state``), as host numpy."""
+    coefficient (``algos.advance_step_state``), as host numpy. ``entropy_target`` (the threshold measured by
+    :func:`entropy_threshold`) replaces ``algo_cfg.entropy_target`` when given."""
+    if entropy_target is not None:
+        algo_cfg = dataclasses.replace(algo_cfg, entropy_target=float(entropy_target))
     knobs = algos.advance_step_state(
         algo_cfg,
         jax.tree.map(np.asarray, knobs),
@@ -104,3 +109,50 @@ def observe_stage(c, loop: LoopState, step: int, entropy: float, accuracy: float
             loop.stage["plateau_at"] = step + 1  # position shaping starts with the next step
             loop.summary["plateau_detected_at_step"] = step + 1
             log(f"stage detector: plateau reached at step {step + 1}; position shaping starts")
+
+
+def entropy_threshold(ctx, params, train_rows, loop: LoopState, seed: int) -> float | None:
+    """The adaptive entropy controller's threshold measured before RL (Revisiting, arXiv 2511.05993, 5.1: "we
+    randomly sample 1,000 prompts from the training set and compute the model's response entropy before
+    training. The computed entropy value is set as the threshold"), or None when
+    ``train.entropy_threshold_prompts`` is 0 (``algo.entropy_target`` is used as given).
+
+    ``train.entropy_threshold_prompts`` prompts, rounded up to whole rollout batches of
+    ``rollout.prompts_per_step`` (so the compiled sampler and scorer are reused: 1,000 -> 4 x 256 = 1,024),
+    drawn without replacement (seeded) from the training prompts, ``rollout.group_size`` responses each at
+    the rollout settings; the threshold is the token-pooled mean entropy of those responses under ``params``
+    (the initial policy), as the trainer's ``entropy`` metric is measured. Stored in ``loop.summary``
+    (``entropy_threshold``), so a resumed run keeps it; logged. Every process takes part (global rows)."""
+    from jaxrlvr import sharding
+    from jaxrlvr.train import stages
+
+    c = ctx.c
+    n = int(c.train.entropy_threshold_prompts)
+    if n <= 0:
+        return None
+    if "entropy_threshold" in loop.summary:
+        return float(loop.summary["entropy_threshold"])
+    per = c.rollout.prompts_per_step
+    total = -(-n // per) * per
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(train_rows), size=total, replace=len(train_rows) < total)
+    tot = cnt = 0.0
+    for b in range(total // per):
+        rows = [train_rows[i] for i in idx[b * per : (b + 1) * per]]
+        part = stages.rollout(
+            ctx.model_cfg,
+            params,
+            rows,
+            cfg=ctx.rc,
+            tokenizer=ctx.tokenizer,
+            score_fn=ctx.score_fn,
+            seed=seed + b,
+            generate_fn=ctx.pl.generate,
+        )
+        _, ent = stages.score_tokens(ctx, params, part)
+        ent, m = np.asarray(sharding.to_host(ent), np.float64), np.asarray(part["mask"]) != 0
+        tot, cnt = tot + float(np.where(m, ent, 0.0).sum()), cnt + float(m.sum())
+    h = tot / max(cnt, 1.0)
+    loop.summary.update(entropy_threshold=h, entropy_threshold_prompts=total)
+    ctx.log(f"adaptive entropy threshold: {h:.4f} (initial response entropy on {total} training prompts)")
+    return h

@@ -17,7 +17,14 @@ from jaxrlvr import algos, sharding
 from jaxrlvr.train import config as config_lib
 from jaxrlvr.train import stages
 from jaxrlvr.train.checkpoint import RunCheckpointer
-from jaxrlvr.train.controllers import LoopState, advance_knobs, observe_stage, schedule_epoch, step_knobs
+from jaxrlvr.train.controllers import (
+    LoopState,
+    advance_knobs,
+    entropy_threshold,
+    observe_stage,
+    schedule_epoch,
+    step_knobs,
+)
 from jaxrlvr.train.evaluation import heldout_accuracy, periodic_eval
 from jaxrlvr.train.metrics import MetricsWriter
 from jaxrlvr.train.setup import (
@@ -192,6 +199,7 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
     state, loop, start = _restore_or_start(ctx, params, train_rows, heldout_rows, stream, ckpt, writer)
     loop.summary.update(counts)
 
+    threshold = entropy_threshold(ctx, state.params, train_rows, loop, c.seed + 29)  # adaptive_entropy preset
     num_steps = c.train.num_steps
     if start > num_steps:
         raise ValueError(
@@ -238,6 +246,7 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
             epoch=epoch,
             num_epochs=n_epochs,
             entropy=mean_entropy,
+            entropy_target=threshold,
         )
         state = state.replace(knobs=sharding.conform(knobs, ctx.pl.replicated))
         # log / checkpoint

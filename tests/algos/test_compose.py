@@ -62,6 +62,8 @@ def test_config_defaults_hashable_and_static():
         ("pos_adv_lambda_init", 2.0),
         ("clip_cov_ub", 0.5),
         ("entropy_coef_max", -1.0),
+        ("exclusive_tokens", "drop"),
+        ("rand_pos_clip_match", True),  # needs rand_pos_clip
     ],
 )
 def test_config_validation_names_field_and_value(field, value):
@@ -221,6 +223,38 @@ def test_token_loss_clip_cov_selected_tokens_have_zero_gradient():
     assert np.all(np.asarray(g_plain)[np.asarray(sel)] != 0)
     assert float(den) == MASK.sum()  # detached tokens still count in the denominator
     assert float(met["clip_cov_selected"]) == int(sel.sum())
+
+
+@pytest.mark.parametrize("setting", [{"drop_negative_adv": True}, {"pos_adv_mode": "constant", "pos_adv_lambda": 0.0}])
+def test_exclusive_tokens_mask_differs_from_zero_weight_only_by_the_denominator(setting):
+    logp, old, ref, ent, adv = _data(5)
+    out = {}
+    for mode in ("zero_weight", "mask"):
+        cfg = algos.AlgoConfig(group_size=G, exclusive_tokens=mode, **setting)
+        out[mode] = token_loss(cfg, logp, old, None, None, adv, MASK, None, algos.initial_step_state(cfg))
+    valid = MASK > 0
+    excluded = valid & ((adv < 0) if "drop_negative_adv" in setting else (adv > 0))
+    assert 0 < excluded.sum() < valid.sum()
+    np.testing.assert_allclose(out["mask"][0], out["zero_weight"][0], rtol=1e-6)  # same numerator
+    assert float(out["zero_weight"][1]) == valid.sum()
+    assert float(out["mask"][1]) == valid.sum() - excluded.sum()  # excluded tokens leave the token mean
+    assert float(out["mask"][2]["num_tokens_excluded"]) == excluded.sum()
+
+
+def test_rand_pos_clip_match_zeroes_as_many_tokens_as_clip_cov_detaches():
+    logp, old, ref, ent, adv = _data(3)
+    kw = dict(group_size=G, clip_cov_ratio=0.2, clip_cov_lb=-10.0, clip_cov_ub=10.0, clip_c=None)
+    key = jax.random.key(4)
+    cov = algos.AlgoConfig(loss_variant="clip_cov", **kw)
+    n_cov = token_loss(cov, logp, old, None, None, adv, MASK, key, None)[2]["clip_cov_selected"]
+    rand = algos.AlgoConfig(rand_pos_clip=True, rand_pos_clip_match=True, rand_pos_clip_ratio=0.5, **kw)
+    met = token_loss(rand, logp, old, None, None, adv, MASK, key, None)[2]
+    n_pos = int(((adv > 0) & (MASK > 0)).sum())
+    assert 0 < float(n_cov) <= n_pos and float(met["rand_pos_clipped"]) == float(n_cov)
+    nominal = algos.AlgoConfig(rand_pos_clip=True, rand_pos_clip_ratio=0.5, **kw)  # not matched: 50% of tokens
+    assert float(token_loss(nominal, logp, old, None, None, adv, MASK, key, None)[2]["rand_pos_clipped"]) == min(
+        n_pos, int(0.5 * MASK.sum())
+    )
 
 
 def test_token_loss_missing_inputs_are_errors():

@@ -44,6 +44,11 @@ def test_top_shift_token_categories():
     assert out["top"]["formal_reasoning"] == 1.0
     assert out["all"]["logical_structuring"] == pytest.approx(0.2) and out["all"]["other"] == pytest.approx(0.2)
     assert token_category(" wait") == "metacognitive" and token_category(" ") == "other"
+    # the per-category numbers that are not shares: the rate into the top 20% and the mean |shift|
+    assert out["rate"]["formal_reasoning"] == 1.0 and out["rate"]["semantic_support"] == 0.0
+    assert out["mean_abs_shift_top"]["formal_reasoning"] == pytest.approx(0.4)
+    assert out["mean_abs_shift"]["formal_reasoning"] == pytest.approx(0.4) and out["mean_abs_shift"]["other"] == 0.0
+    assert sum(out["mean_abs_shift"].values()) != pytest.approx(1.0)
 
 
 def test_policy_gradient_covariance_form():
