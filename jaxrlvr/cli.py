@@ -133,6 +133,27 @@ def _config_root_on_path(argv, default: str | None = None) -> None:
             sys.path.insert(0, root)
 
 
+class _system_errors:
+    """A full disk, a read-only or vanished folder, a failed writer thread: one ``error:`` line, exit status 1
+    (the run's last complete checkpoint is intact; re-running resumes from it)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, e, tb):
+        from jaxrlvr.train.checkpoint import CheckpointSaveError
+        from jaxrlvr.train.metrics import WriterError
+
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError | NotADirectoryError | FileExistsError):
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            print(f"error: {e.strerror or e}{where}; the last complete checkpoint is intact", file=sys.stderr)
+            sys.exit(1)
+        if isinstance(e, CheckpointSaveError | WriterError):
+            print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+            sys.exit(1)
+        return False
+
+
 def train(argv=None):
     """RLVR training from a config file; re-running with the same --workdir resumes it (a larger
     --config.train.num_steps extends a finished run). User errors: one line naming the fix, exit status 2."""
@@ -157,9 +178,13 @@ def train(argv=None):
         cli_support.quiet_logs()  # orbax logs every save at INFO
         from jaxrlvr.train.loop import train as run
 
-        with cli_support.user_errors():  # config / file / data validation: a message, not a traceback
+        with cli_support.user_errors(), _system_errors():  # validation, a full disk: one line, not a traceback
             summary = run(config.value, workdir.value)
         print(json.dumps(summary, indent=2))
+        if summary.get("signal"):  # stopped by SIGTERM / SIGINT after checkpointing: 128 + signal, as shells do
+            import signal
+
+            return 128 + int(getattr(signal, summary["signal"]))
         return 0
 
     app.run(main, argv=argv, flags_parser=cli_support.flags_parser)

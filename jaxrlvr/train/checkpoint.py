@@ -36,6 +36,21 @@ class CheckpointError(RuntimeError):
     """No intact checkpoint to resume from (every candidate is named with what is wrong with it)."""
 
 
+class CheckpointSaveError(RuntimeError):
+    """A save failed (e.g. a full disk); the previous complete checkpoint is left as it was."""
+
+
+def _root_cause(e: BaseException) -> BaseException:
+    seen = set()
+    while id(e) not in seen:
+        seen.add(id(e))
+        nxt = e.__cause__ or e.__context__
+        if nxt is None:
+            break
+        e = nxt
+    return e
+
+
 def _sha256(path: pathlib.Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -114,6 +129,9 @@ class RunCheckpointer:
             return [], []
         complete, incomplete = [], []
         for p in sorted((q for q in self.dir.iterdir() if q.is_dir() and q.name.isdigit()), key=lambda q: int(q.name)):
+            if len(p.name) > 12:  # not a step this trainer writes (orbax keeps steps in 64 bits)
+                incomplete.append(int(p.name))
+                continue
             done = (p / SUMS_FILE).is_file() or (p / "_CHECKPOINT_METADATA").is_file()
             (complete if done else incomplete).append(int(p.name))
         return complete, incomplete
@@ -138,13 +156,23 @@ class RunCheckpointer:
         if step_dir.exists() and not (step_dir / SUMS_FILE).is_file() and jax.process_index() == 0:
             shutil.rmtree(step_dir)  # an incomplete earlier attempt at this step
             self.manager = self._manager()
-        self.manager.save(step, args=args, force=True)
-        self.manager.wait_until_finished()
-        if jax.process_index() == 0:
-            sums = file_sums(step_dir) if self.checksums else {}
-            tmp = step_dir / (SUMS_FILE + ".tmp")
-            tmp.write_text(json.dumps(sums, indent=0, sort_keys=True) + "\n")
-            os.replace(tmp, step_dir / SUMS_FILE)  # written last: the step is complete
+        previous = self.latest_step()
+        try:
+            self.manager.save(step, args=args, force=True)
+            self.manager.wait_until_finished()
+            if jax.process_index() == 0:
+                sums = file_sums(step_dir) if self.checksums else {}
+                tmp = step_dir / (SUMS_FILE + ".tmp")
+                tmp.write_text(json.dumps(sums, indent=0, sort_keys=True) + "\n")
+                os.replace(tmp, step_dir / SUMS_FILE)  # written last: the step is complete
+        except Exception as e:  # orbax wraps the OSError of a full or read-only disk in its own errors
+            cause = _root_cause(e)
+            why = getattr(cause, "strerror", None) or f"{type(cause).__name__}: {cause}"
+            kept = f"step {previous} in {self.dir} is intact" if previous is not None else "no earlier checkpoint"
+            raise CheckpointSaveError(
+                f"saving the checkpoint of step {step} failed ({why}); {kept} (its partial folder is ignored "
+                "on resume): free space and run the same command again"
+            ) from e
         return True
 
     def restore(self, step: int, abstract_state) -> tuple[object, dict]:
@@ -176,6 +204,8 @@ class RunCheckpointer:
                     state, extra = self.restore(step, abstract_state)
                 except (OSError, ValueError, KeyError) as e:  # orbax names a missing / unreadable file
                     problems = [f"cannot be read: {type(e).__name__}: {e}"]
+            if not problems and int((extra or {}).get("step", step)) != step:
+                problems = [f"its folder says step {step} but the checkpoint records step {extra.get('step')}"]
             if not problems:
                 problems = [f"non-finite values in {leaf}" for leaf in _nonfinite_leaves(state)]
             if not problems:
