@@ -29,7 +29,15 @@ Isolation of the candidate, chosen once per interpreter at first use (:func:`iso
   guard in ``_sandbox_candidate.py`` plus resource limits. It stops accidents and naive code only; a run as
   root in this mode logs a warning.
 
-In both modes: resource limits (address space, CPU time, file size, no core files, ``RLIMIT_NPROC = 0``
+In both modes, before the program runs: Landlock (Linux >= 5.13, unprivileged; :func:`landlock_abi`) limits
+what the candidate can read to the interpreter's standard library, its site-packages without this project's
+entries and the system's shared libraries (:func:`candidate_view`; the package with the benchmarks' answer
+keys, its checkout, ``$JAXRLVR_DATA``, ``/etc`` and ``/proc`` are out of reach), and what it can write to its
+working directory; from ABI 4 it refuses TCP, from ABI 6 signals to processes outside the sandbox (the
+evaluator). In namespace mode the package folder is also covered by an empty ``tmpfs``; in guard mode as
+root the program runs as ``nobody`` when the interpreter's files are readable by others. The candidate
+script runs from a private copy in its temporary folder; a killed evaluation's folders are removed by the
+next one. Then: resource limits (address space, CPU time, file size, no core files, ``RLIMIT_NPROC = 0``
 which binds non-root users and the namespace mode), a minimal environment, stdin from ``/dev/null``, and the
 guard (defence in depth). The verdict does not depend on isolation: the checker and the test code live in
 another process in both modes.

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
 
 import jax
@@ -167,7 +168,10 @@ class RunCheckpointer:
                 os.replace(tmp, step_dir / SUMS_FILE)  # written last: the step is complete
         except Exception as e:  # orbax wraps the OSError of a full or read-only disk in its own errors
             cause = _root_cause(e)
-            why = getattr(cause, "strerror", None) or f"{type(cause).__name__}: {cause}"
+            why = getattr(cause, "strerror", None)
+            if not why:  # tensorstore's errors carry the errno in their text
+                code = re.search(r"os_error_code='?(\d+)", str(cause))
+                why = os.strerror(int(code.group(1))) if code else f"{type(cause).__name__}: {str(cause)[:300]}"
             kept = f"step {previous} in {self.dir} is intact" if previous is not None else "no earlier checkpoint"
             raise CheckpointSaveError(
                 f"saving the checkpoint of step {step} failed ({why}); {kept} (its partial folder is ignored "
