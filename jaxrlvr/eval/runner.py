@@ -436,6 +436,7 @@ def default_out_dir(provenance: Mapping[str, Any], config: EvalConfig) -> pathli
             f"--config.ckpt={provenance['checkpoint']} is not a checkpoint of a training run: give "
             "--config.out_dir=FOLDER for the results"
         )
-    names = "+".join("".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in pathlib.Path(b).stem)
-                     for b in config.benchmarks)[:80]
+    names = "+".join(
+        "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in pathlib.Path(b).stem) for b in config.benchmarks
+    )[:80]
     return pathlib.Path(provenance["run"]) / "eval" / f"step_{provenance['step']:06d}_{names}_n{config.num_samples}"

@@ -53,6 +53,8 @@ def _set_up(c, workdir: pathlib.Path, log, stack) -> tuple[RunContext, dict, lis
     ``rollout.max_prompt_len`` here, before anything is compiled."""
     c, notes = config_lib.resolve_sources(c)
     config_lib.validate(c)
+    if not isinstance(c.seed, int) or not 0 <= c.seed < 2**31:  # ours: seeds become 32-bit JAX keys
+        raise ValueError(f"seed={c.seed!r} is out of range: give an integer in [0, 2**31)")
     sharding.initialize_distributed(c, log=log)  # multi-host runs (mesh.distributed or JAX_* variables)
     main = sharding.is_main_process()
     n_proc = jax.process_count()
@@ -223,7 +225,12 @@ def _train(c, workdir: pathlib.Path, log, stop_after: int | None, stack) -> dict
 
         progress = tqdm(total=num_steps, initial=start, desc="rl", dynamic_ncols=True)
     if start < num_steps:
-        log(f"RL steps {start + 1}..{num_steps}: compiling the sampler and the train step on the first one")
+        log(
+            f"RL steps {start + 1}..{num_steps}: compiling the sampler and the train step on the first one "
+            "(per step: reward = mean reward, acc = share verified correct, ent = mean token entropy in nats, "
+            "sec = seconds)"
+        )
+    hinted = False
     for step in range(start, num_steps):
         if stop.requested and n_proc == 1:  # during set-up: the checkpoint of step ``start`` is on disk
             return _stopped(ctx, loop, step, stop.name, writer, ckpt, progress)
@@ -272,13 +279,21 @@ def _train(c, workdir: pathlib.Path, log, stop_after: int | None, stack) -> dict
                 periodic_eval(c, ctx.model_cfg, state.params, ctx.tokenizer, workdir, step + 1, log, ctx.pl.generate)
             )
         writer.write(step + 1, rec)
-        shown = {"reward": "reward", "acc": "accuracy", "ent": "entropy", "s": "time_step"}
+        shown = {"reward": "reward", "acc": "accuracy", "ent": "entropy", "sec": "time_step"}
         if progress is not None:
             progress.set_postfix({k: f"{rec[v]:.3f}" for k, v in shown.items()})
             progress.update(1)
         else:  # one line per step when the progress bar is off
             first = " (first step: includes compiling)" if step == start else ""
             log(f"step {step + 1}/{num_steps} " + " ".join(f"{k} {rec[v]:.3f}" for k, v in shown.items()) + first)
+        if not hinted and rec["accuracy"] == 0 and rec["response_clip_ratio"] == 1.0:
+            hinted = True
+            log(
+                f"hint: every response of step {step + 1} was wrong and ran to rollout.max_new_tokens="
+                f"{c.rollout.max_new_tokens} (reward {rec['reward']:.3f} = the incorrect reward plus the full "
+                "overlong penalty): expected from a random or untrained model, e.g. a smoke preset on a random "
+                "checkpoint; a trained checkpoint, an SFT warm start (sft.steps) or a larger budget changes it"
+            )
         if consecutive_skips >= c.train.max_consecutive_skips:
             raise TrainingError(
                 f"{consecutive_skips} steps in a row had only non-finite updates (last step "
