@@ -147,15 +147,16 @@ def hidden_paths() -> list[str]:
     return out
 
 
-def _grants(root: str, hidden: list[str], out: dict) -> None:
+def _grants(root: str, hidden: list[str], out: dict, descend: tuple[str, ...] = ()) -> None:
     """Landlock grants that give read access below ``root`` except to ``hidden`` paths and site-packages
-    entries named after this project: a folder holding something hidden is only listable, its other
-    entries readable (recursively)."""
+    entries named after this project: a folder holding something hidden (or one of the ``descend`` folders,
+    site-packages, whose entries are checked by name) is only listable, its other entries readable
+    (recursively)."""
     root = os.path.realpath(root)
     name = os.path.basename(root)
     if any(root == h for h in hidden) or name.startswith(_HIDDEN_NAMES) or name.endswith(".pth"):
         return
-    inner = any(h.startswith(root + os.sep) for h in hidden)
+    inner = any(h.startswith(root + os.sep) for h in (*hidden, *descend))
     try:
         entries = list(os.scandir(root)) if os.path.isdir(root) else None
     except OSError:
@@ -169,7 +170,7 @@ def _grants(root: str, hidden: list[str], out: dict) -> None:
     else:
         out["list"].append(root)
         for e in entries:
-            _grants(e.path, hidden, out)
+            _grants(e.path, hidden, out, descend)
 
 
 def candidate_view(python: str) -> dict[str, list[str]]:
@@ -184,8 +185,9 @@ def candidate_view(python: str) -> dict[str, list[str]]:
         roots = [p for p in ast.literal_eval(out.stdout.strip() or "[]") if os.path.exists(p)]
         roots += _site_packages(python) + [p for p in _SYSTEM_LIB_DIRS if os.path.isdir(p)]
         view: dict[str, list[str]] = {"read": [], "list": [], "files": []}
+        site = tuple(os.path.realpath(p) for p in _site_packages(python))
         for root in dict.fromkeys(roots):
-            _grants(root, hidden_paths(), view)
+            _grants(root, hidden_paths(), view, site)
         view["files"] += [p for p in _SYSTEM_FILES if os.path.exists(p)]
         _VIEW_CACHE[python] = view
     return _VIEW_CACHE[python]

@@ -41,6 +41,42 @@ class CheckpointSaveError(RuntimeError):
     """A save failed (e.g. a full disk); the previous complete checkpoint is left as it was."""
 
 
+class _QuietStderr:
+    """Captures file descriptor 2 while a save runs: a save failing on a full disk makes orbax's and
+    tensorstore's threads print tracebacks of the same error; the caller reports it once. A successful
+    save's output (warnings) is passed on; after a failure the threads get ``grace_s`` to finish first."""
+
+    def __init__(self, grace_s: float = 1.0):
+        self.grace_s = grace_s
+
+    def __enter__(self):
+        import sys
+        import tempfile
+
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        self._tmp = tempfile.TemporaryFile()
+        os.dup2(self._tmp.fileno(), 2)
+        return self
+
+    def __exit__(self, kind, e, tb):
+        import sys
+        import time
+
+        if e is not None:
+            time.sleep(self.grace_s)
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        if e is None:
+            self._tmp.seek(0)
+            data = self._tmp.read()
+            if data:
+                os.write(2, data)
+        self._tmp.close()
+        return False
+
+
 def _root_cause(e: BaseException) -> BaseException:
     seen = set()
     while id(e) not in seen:
@@ -159,13 +195,14 @@ class RunCheckpointer:
             self.manager = self._manager()
         previous = self.latest_step()
         try:
-            self.manager.save(step, args=args, force=True)
-            self.manager.wait_until_finished()
-            if jax.process_index() == 0:
-                sums = file_sums(step_dir) if self.checksums else {}
-                tmp = step_dir / (SUMS_FILE + ".tmp")
-                tmp.write_text(json.dumps(sums, indent=0, sort_keys=True) + "\n")
-                os.replace(tmp, step_dir / SUMS_FILE)  # written last: the step is complete
+            with _QuietStderr():
+                self.manager.save(step, args=args, force=True)
+                self.manager.wait_until_finished()
+                if jax.process_index() == 0:
+                    sums = file_sums(step_dir) if self.checksums else {}
+                    tmp = step_dir / (SUMS_FILE + ".tmp")
+                    tmp.write_text(json.dumps(sums, indent=0, sort_keys=True) + "\n")
+                    os.replace(tmp, step_dir / SUMS_FILE)  # written last: the step is complete
         except Exception as e:  # orbax wraps the OSError of a full or read-only disk in its own errors
             cause = _root_cause(e)
             why = getattr(cause, "strerror", None)
