@@ -47,7 +47,7 @@ def get_config(arg=None):
     # ifeval) or paths
     c.benchmarks = "math500"
     c.data_dir = ""  # "" = the copies shipped with jaxrlvr; else a folder with the benchmark files
-    c.out_dir = "eval_out"
+    c.out_dir = ""  # "" = <run>/eval/step_NNNNNN_<benchmarks>_n<N>/ for a run checkpoint (else required)
     c.num_samples = 8
     c.temperature = 0.6
     c.top_p = 0.95

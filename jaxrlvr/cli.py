@@ -109,12 +109,27 @@ def _keep_special_token_ids(ckpt, tokenizer_dir, out: pathlib.Path) -> None:
 _CONVERTERS = {"hf-to-flax": hf_to_flax, "flax-to-hf": flax_to_hf}
 
 
+_CONVERT_HELP = """usage: jaxrlvr-convert {hf-to-flax | flax-to-hf} [--help | ARGS]
+
+Converts model checkpoints (the same code as python -m conversion.hf_to_flax / conversion.flax_to_hf).
+
+  hf-to-flax --hf-dir DIR --out DIR [--dtype keep|float32|bfloat16|float16] [--force]
+      a local Hugging Face folder (Qwen2/2.5, Llama 3/3.1, Qwen3) -> a jaxrlvr checkpoint
+  flax-to-hf --ckpt DIR --out DIR [--tokenizer-dir DIR] [--max-shard-gib 5]
+      a jaxrlvr checkpoint, run workdir or step folder -> a Hugging Face folder
+
+jaxrlvr-convert SUBCOMMAND --help lists a subcommand's options. See docs/models.md."""
+
+
 def convert(argv=None) -> int:
     """``jaxrlvr-convert {hf-to-flax | flax-to-hf} ARGS``: the two converters behind one command."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in _CONVERTERS:
-        print(f"usage: jaxrlvr-convert {{{' | '.join(_CONVERTERS)}}} [--help | ARGS]", file=sys.stderr)
-        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+        if argv[:1] in (["-h"], ["--help"]):
+            print(_CONVERT_HELP)
+            return 0
+        print(_CONVERT_HELP.splitlines()[0], file=sys.stderr)
+        return 2
     return _CONVERTERS[argv[0]](argv[1:])
 
 
@@ -133,6 +148,76 @@ def _config_root_on_path(argv, default: str | None = None) -> None:
             sys.path.insert(0, root)
 
 
+class _system_errors:
+    """A full disk, a read-only or vanished folder, a failed writer thread: one ``error:`` line, exit status 1
+    (the run's last complete checkpoint is intact; re-running resumes from it)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, e, tb):
+        from jaxrlvr.train.checkpoint import CheckpointSaveError
+        from jaxrlvr.train.metrics import WriterError
+
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError | NotADirectoryError | FileExistsError):
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            self._exit(f"{e.strerror or e}{where}; the last complete checkpoint is intact")
+        if isinstance(e, CheckpointSaveError | WriterError):
+            self._exit(str(e).strip().splitlines()[0])
+        return False
+
+    @staticmethod
+    def _exit(message: str):
+        """Prints the line and exits at once: orbax's background threads, failing on the same disk, would
+        otherwise print their tracebacks while the interpreter shuts down (the run's lock is released)."""
+        import os
+
+        print(f"error: {message}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+_TRAIN_HELP = """usage: {prog} --config configs/NAME.py[:PRESET,...] --workdir DIR [--config.KEY=VALUE ...]
+
+RLVR training (GRPO / DAPO and the entropy variants) from a config file. Re-running with the same --workdir
+resumes from its latest checkpoint; a larger --config.train.num_steps extends a finished run.
+
+  --config FILE[:PRESETS]  the config file and comma-separated presets, e.g. configs/demo.py:smoke
+                           (the presets of each file are listed in its docstring; config files:
+                           {configs})
+  --config.KEY=VALUE       override one key, e.g. --config.train.num_steps=200 (unknown keys are errors)
+  --workdir DIR            the run folder: checkpoints, metrics.jsonl, TensorBoard, config.json,
+                           config_history.jsonl, summary.json (one training at a time: a lock)
+
+SIGTERM / Ctrl-C finish the current step, checkpoint it and exit with 128+signal (a second one stops at once);
+re-run the same command to resume. Exit status 2: a user error (one line naming the fix).
+Docs: README.md, docs/training.md, docs/data.md (where the data files come from)."""
+
+_EVAL_HELP = """usage: {prog} --config configs/eval.py[:PRESET,...] --config.ckpt=DIR [--config.KEY=VALUE ...]
+
+Generation-based evaluation of a checkpoint on math and out-of-domain benchmarks (Acc@N, Maj@N, Pass@k).
+
+  --config FILE[:PRESETS]      default configs/eval.py; presets n64, greedy, smoke (listed in its docstring)
+  --config.ckpt=DIR            a training run (its latest step), a step folder, or a Hugging Face folder
+  --config.benchmarks=A,B      math500, aime24, aime25, amc23, minerva, gsm8k, humaneval, gpqa, ifeval or files
+  --config.out_dir=DIR         where results go; default for a run: RUN/eval/step_NNNNNN_<benchmarks>_n<N>/
+  --config.KEY=VALUE           any other key of configs/eval.py (num_samples, temperature, max_new_tokens, ...)
+
+summary.json records the checkpoint path and step, the benchmark settings and the command.
+Exit status 2: a user error (one line naming the fix). Docs: docs/rewards_data_eval.md, docs/ood_eval.md."""
+
+
+def _wants_help(argv) -> bool:
+    return any(a in ("-h", "--help", "-help", "--helpshort", "-?") for a in argv[1:])
+
+
+def _config_files() -> str:
+    here = pathlib.Path("configs")
+    names = sorted(p.name for p in here.glob("*.py") if not p.name.startswith("_")) if here.is_dir() else []
+    return ", ".join(names) if names else "configs/*.py of the checkout"
+
+
 def train(argv=None):
     """RLVR training from a config file; re-running with the same --workdir resumes it (a larger
     --config.train.num_steps extends a finished run). User errors: one line naming the fix, exit status 2."""
@@ -142,6 +227,9 @@ def train(argv=None):
     from jaxrlvr import cli_support
 
     argv = list(sys.argv if argv is None else argv)
+    if _wants_help(argv):
+        print(_TRAIN_HELP.format(prog=pathlib.Path(argv[0]).name or "jaxrlvr-train", configs=_config_files()))
+        sys.exit(0)
     _config_root_on_path(argv)
     config = config_flags.DEFINE_config_file(
         "config", None, "config file (configs/NAME.py[:presets])", lock_config=True
@@ -155,11 +243,19 @@ def train(argv=None):
                 f"unexpected arguments {args[1:]}: options are --config FILE[:presets], --config.key=value, --workdir"
             )
         cli_support.quiet_logs()  # orbax logs every save at INFO
+        import logging
+
+        # orbax reports a failed save (e.g. a full disk) from each of its threads; the loop reports it once
+        logging.getLogger("absl").setLevel(logging.CRITICAL)
         from jaxrlvr.train.loop import train as run
 
-        with cli_support.user_errors():  # config / file / data validation: a message, not a traceback
+        with cli_support.user_errors(), _system_errors():  # validation, a full disk: one line, not a traceback
             summary = run(config.value, workdir.value)
         print(json.dumps(summary, indent=2))
+        if summary.get("signal"):  # stopped by SIGTERM / SIGINT after checkpointing: 128 + signal, as shells do
+            import signal
+
+            return 128 + int(getattr(signal, summary["signal"]))
         return 0
 
     app.run(main, argv=argv, flags_parser=cli_support.flags_parser)
@@ -174,6 +270,9 @@ def evaluate(argv=None):
     from jaxrlvr import cli_support
 
     argv = list(sys.argv if argv is None else argv)
+    if _wants_help(argv):
+        print(_EVAL_HELP.format(prog=pathlib.Path(argv[0]).name or "jaxrlvr-eval"))
+        sys.exit(0)
     _config_root_on_path(argv, default="configs/eval.py")
     config = config_flags.DEFINE_config_file("config", "configs/eval.py", "evaluation config file", lock_config=True)
 

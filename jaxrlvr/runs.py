@@ -367,3 +367,53 @@ def read_eval_summary(path: str | os.PathLike) -> dict[str, float]:
         if isinstance(s, dict) and "benchmark" in s and isinstance(s.get("acc_at_n"), int | float):
             out[str(s["benchmark"])] = float(s["acc_at_n"])
     return out
+
+
+# ------------------------------------------------------------------------------------------ config history
+CONFIG_HISTORY = "config_history.jsonl"
+
+
+def _flat(d, prefix: str = "") -> dict:
+    out = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_changes(old: dict | None, new: dict) -> dict[str, list]:
+    """``{dotted key: [old value, new value]}`` for every key whose value differs (a key missing on one side
+    has ``None`` there)."""
+    a, b = _flat(old), _flat(new)
+    return {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def append_config_history(workdir: str | os.PathLike, old: dict | None, new: dict, *, event: str) -> dict:
+    """Appends one line to ``WORKDIR/config_history.jsonl``: time (UTC), host, pid, command, ``event``
+    (``start`` / ``resume``) and ``changed`` (the keys that differ from the previous ``config.json``, old and
+    new values). ``config.json`` itself always holds the current config; this file says how it got there."""
+    import socket
+    import sys
+    import time
+
+    rec = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "command": " ".join(sys.argv)[:2000],
+        "event": event,
+        "changed": config_changes(old, new) if old is not None else {},
+    }
+    with open(pathlib.Path(workdir) / CONFIG_HISTORY, "a", encoding="utf-8") as f:
+        f.write(json.dumps(rec, sort_keys=True, default=str) + "\n")
+    return rec
+
+
+def read_config_history(workdir: str | os.PathLike) -> list[dict]:
+    path = pathlib.Path(workdir) / CONFIG_HISTORY
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

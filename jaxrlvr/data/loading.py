@@ -106,10 +106,15 @@ def _file_format(path: pathlib.Path, fmt: str) -> str:
     raise DataError(f"{path}: cannot tell the format from the suffix {suffix!r}; set format='jsonl' or 'parquet'")
 
 
-def iter_records(path: pathlib.Path, fmt: str = "auto") -> Iterator[tuple[int, Any]]:
-    """``(line, record)`` for every record; ``record`` is an Exception for an unreadable JSON line.
+def iter_records(
+    path: pathlib.Path, fmt: str = "auto", fields: Sequence[str] | None = None
+) -> Iterator[tuple[int, Any]]:
+    """``(line, record)`` for every record, streamed (one line, or one Parquet batch of rows, in memory at a
+    time); ``record`` is an Exception for an unreadable JSON line.
 
     Lines are 1-based line numbers for JSON Lines (blank lines skipped) and 1-based row numbers for Parquet.
+    ``fields`` (dotted paths): for Parquet only the top-level columns they name are read (the others, e.g.
+    a verl file's long ``extra_info``, are never decoded).
     """
     fmt = _file_format(path, fmt)
     if fmt == "jsonl":
@@ -130,8 +135,17 @@ def iter_records(path: pathlib.Path, fmt: str = "auto") -> Iterator[tuple[int, A
         return
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
-    yield from enumerate(table.to_pylist(), start=1)
+    pf = pq.ParquetFile(path)
+    columns = None
+    if fields is not None:
+        names = set(pf.schema_arrow.names)
+        wanted = dict.fromkeys(c for f in fields for c in (f, f.split(".")[0]))  # "a.b" may be a column's name
+        columns = [c for c in wanted if c in names] or None
+    lineno = 0
+    for batch in pf.iter_batches(batch_size=4096, columns=columns):
+        for rec in batch.to_pylist():
+            lineno += 1
+            yield lineno, rec
 
 
 def get_field(record: Any, field: str) -> Any:
@@ -204,7 +218,8 @@ def load_rows(
             raise DataError(f"{path}:{lineno}: {reason}")
         skipped.append((lineno, reason))
 
-    for index, (lineno, rec) in enumerate(iter_records(path, format)):
+    fields = [problem_field, answer_field, *(f for f in (id_field, alt_answers_field) if f), *extra_fields]
+    for index, (lineno, rec) in enumerate(iter_records(path, format, fields)):
         if isinstance(rec, json.JSONDecodeError):
             bad(lineno, f"invalid JSON ({rec})")
             continue

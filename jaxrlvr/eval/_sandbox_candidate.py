@@ -30,7 +30,7 @@ def _jaxrlvr_remount_each_read_only(libc, check):
         check(libc.mount(None, point, None, flags, None), f"remount {point!r} read-only")
 
 
-def _jaxrlvr_isolate(remount_each=False):
+def _jaxrlvr_isolate(remount_each=False, hide=()):
     import ctypes
     import os
     import struct
@@ -54,6 +54,7 @@ def _jaxrlvr_isolate(remount_each=False):
         if os.path.isdir(path) and not os.path.islink(path):
             flags = ms_rdonly | ms_nosuid | ms_nodev | ms_noexec
             check(libc.mount(b"tmpfs", path.encode(), b"tmpfs", flags, b"size=4k"), f"tmpfs {path}")
+    _jaxrlvr_hide(hide)
     os.chdir("/tmp")
     check(libc.prctl(38, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS")
     cap = 0
@@ -62,6 +63,86 @@ def _jaxrlvr_isolate(remount_each=False):
     libc.prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT_CLEAR_ALL
     check(libc.capset(struct.pack("Ii", 0x20080522, 0), bytes(24)), "capset(0)")
     libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG SIGKILL: die with unshare
+
+
+def _jaxrlvr_hide(paths):
+    """Namespace mode: an empty read-only tmpfs over each of ``paths`` (the package with the benchmarks' files,
+    their data folders) in the candidate's private mount namespace."""
+    import ctypes
+    import os
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for path in paths:
+        if os.path.isdir(path):
+            if libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", 1 | 2 | 4 | 8, b"size=4k,mode=555") != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"tmpfs over {path}: {os.strerror(err)}")
+
+
+def _jaxrlvr_landlock(view):
+    """Landlock (Linux >= 5.13; unprivileged): from here on this process (and anything it starts) may read only
+    the folders of ``view["read"]`` (the interpreter's standard library and site-packages, system libraries),
+    list those of ``view["list"]``, read the files of ``view["files"]`` and write only below ``view["rw"]`` (its
+    working directory); TCP bind / connect are refused (ABI >= 4) and so are signals to processes outside
+    the sandbox (ABI >= 6). Returns the ABI used (0: Landlock is not available; nothing restricted)."""
+    import ctypes
+    import os
+    import struct
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    abi = libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1))  # LANDLOCK_CREATE_RULESET_VERSION
+    if abi < 1:
+        return 0
+    fs = (1 << 13) - 1  # ABI 1: execute ... make_sym
+    fs |= (1 << 13 if abi >= 2 else 0) | (1 << 14 if abi >= 3 else 0) | (1 << 15 if abi >= 5 else 0)
+    if abi >= 6:
+        attr = struct.pack("QQQ", fs, 3, 3)  # net: bind + connect TCP; scoped: abstract sockets + signals
+    elif abi >= 4:
+        attr = struct.pack("QQ", fs, 3)
+    else:
+        attr = struct.pack("Q", fs)
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    ruleset = libc.syscall(444, buf, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
+    if ruleset < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"landlock_create_ruleset: {os.strerror(err)}")
+    read_file, read_dir, execute = 4, 8, 1
+    rules = [(p, execute | read_file | read_dir) for p in view["read"]]
+    rules += [(p, read_dir) for p in view["list"]] + [(p, read_file) for p in view["files"]]
+    rules += [(p, fs) for p in view["rw"]]
+    for path, access in rules:
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if not os.path.isdir(path):
+                access &= execute | read_file | 2 | (1 << 14 if abi >= 3 else 0)  # file rights only
+            rule = ctypes.create_string_buffer(struct.pack("=Qi", access & fs, fd), 12)
+            if libc.syscall(445, ctypes.c_int(ruleset), ctypes.c_int(1), rule, ctypes.c_uint32(0)) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"landlock_add_rule({path}): {os.strerror(err)}")
+        finally:
+            os.close(fd)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS (landlock_restrict_self needs it)
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
+    if libc.syscall(446, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"landlock_restrict_self: {os.strerror(err)}")
+    os.close(ruleset)
+    return abi
+
+
+def _jaxrlvr_drop_user(uid):
+    """Guard mode as root: become the unprivileged ``uid`` (no signal reaches root's processes from it)."""
+    import os
+
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid:
+        raise OSError("could not drop to an unprivileged user")
 
 
 def _jaxrlvr_guard(root):
@@ -298,7 +379,14 @@ def _jaxrlvr_main():
     os.close(header["out_fd"])
     try:
         if header["isolate"]:
-            _jaxrlvr_isolate(header.get("remount_each", False))
+            _jaxrlvr_isolate(header.get("remount_each", False), header.get("hide", ()))
+        if header.get("uid") is not None:
+            _jaxrlvr_drop_user(header["uid"])
+        view = header.get("view")
+        if view is not None:
+            view = dict(view, rw=[os.getcwd()])
+            if not _jaxrlvr_landlock(view) and header.get("require_landlock"):
+                raise OSError("Landlock is not available")
     except BaseException as e:
         send(b"X", f"isolation failed: {e}".encode(errors="replace"))
         os._exit(2)

@@ -5,10 +5,15 @@ per-sample JSONL and summary tables.
 Hugging Face folder (``jaxrlvr.models.load_hf_checkpoint``) and an orbax checkpoint of our own runs
 (``jaxrlvr.runs.load_params``) evaluate the same way; :func:`load_model` picks the loader.
 
-Outputs (``write_results``) in ``out_dir``:
+Outputs (``write_results``) in ``out_dir`` (by default, for a checkpoint of a training run,
+``<run>/eval/step_NNNNNN_<benchmarks>_n<N>/``; any other checkpoint needs an explicit ``out_dir``):
   ``<benchmark>.samples.jsonl``  one record per sample (see :func:`jaxrlvr.eval.scoring.score_responses`)
-  ``summary.json``               the summaries (all Pass@k) and the evaluation config
+  ``summary.json``               the summaries (all Pass@k), the evaluation config (benchmark settings) and
+                                 ``provenance``: the checkpoint path and step evaluated, its run, the
+                                 tokenizer, the command, host and time
   ``summary.md``                 the Markdown tables
+An output folder is held by a lock (:mod:`jaxrlvr.runs_lock`) while an evaluation writes it: a second
+evaluation into the same folder is refused.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import pathlib
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from jaxrlvr.data.templates import get_template
 from jaxrlvr.data.tokenizer import Tokenizer
@@ -270,6 +276,7 @@ def evaluate(
     sampler: Callable | None = None,
     log: Callable[[str], None] | None = print,
     prepared: Sequence[PreparedBenchmark] | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, BenchmarkResult]:
     """Samples, scores and (if ``config.out_dir``) writes every benchmark of ``config``.
 
@@ -325,7 +332,7 @@ def evaluate(
             log(f"[{bench.name}] scored in {time.time() - t0:.0f}s: Acc@{n} {100 * s['acc_at_n']:.1f}%  Maj@{n} {maj}")
         results[bench.name] = result
     if config.out_dir is not None:
-        write_results(results, config.out_dir, config)
+        write_results(results, config.out_dir, config, provenance=provenance)
     return results
 
 
@@ -340,7 +347,11 @@ def _jsonable(x):
 
 
 def write_results(
-    results: Mapping[str, BenchmarkResult], out_dir: str | os.PathLike, config: EvalConfig | None = None
+    results: Mapping[str, BenchmarkResult],
+    out_dir: str | os.PathLike,
+    config: EvalConfig | None = None,
+    *,
+    provenance: Mapping[str, Any] | None = None,
 ) -> pathlib.Path:
     """Writes ``<benchmark>.samples.jsonl``, ``summary.json`` and ``summary.md`` into ``out_dir``."""
     out = pathlib.Path(out_dir).expanduser()
@@ -354,6 +365,8 @@ def write_results(
     payload = {"summaries": _jsonable(summaries)}
     if config is not None:
         payload["config"] = _jsonable(dataclasses.asdict(config))
+    if provenance is not None:
+        payload["provenance"] = _jsonable(dict(provenance))
     (out / "summary.json").write_text(json.dumps(payload, indent=2) + "\n")
     (out / "summary.md").write_text(format_summary_table(summaries))
     return out
@@ -373,8 +386,61 @@ def run_from_config(c, *, log: Callable[[str], None] | None = print) -> dict[str
     config = EvalConfig.from_mapping(c)
     tokenizer = load_eval_tokenizer(c.tokenizer, c.ckpt)
     prepared = prepare_benchmarks(config, tokenizer)
-    model_config, params = load_model(c.ckpt, dtype=c.get("dtype") or None)
-    results = evaluate(model_config, params, tokenizer, config, log=log, prepared=prepared)
+    provenance = checkpoint_provenance(c.ckpt)
+    provenance.update(tokenizer=c.tokenizer or "(the checkpoint's)", dtype=c.get("dtype") or "(as stored)")
+    if config.out_dir is None:
+        config = dataclasses.replace(config, out_dir=str(default_out_dir(provenance, config)))
+    from jaxrlvr.runs_lock import WorkdirLock
+
+    with WorkdirLock(config.out_dir, what="evaluation", log=log or (lambda *_: None)):  # one evaluation per folder
+        if log is not None:
+            log(f"evaluating {provenance['checkpoint']} (step {provenance['step']}); results in {config.out_dir}")
+        model_config, params = load_model(c.ckpt, dtype=c.get("dtype") or None)
+        results = evaluate(model_config, params, tokenizer, config, log=log, prepared=prepared, provenance=provenance)
     if log is not None:
         log(format_summary_table([r.summary for r in results.values()]))
     return results
+
+
+def checkpoint_provenance(ckpt: str | os.PathLike) -> dict[str, Any]:
+    """What a summary records about the evaluated checkpoint: ``checkpoint`` (the absolute path of the
+    folder whose weights are loaded: a run's latest step folder when given the run), ``step`` (of a run
+    checkpoint, else None), ``run`` (its workdir, else None), and the command, host and time."""
+    import socket
+    import sys
+
+    from jaxrlvr.runs import _latest_step_dir, run_config
+
+    path = pathlib.Path(ckpt).expanduser().absolute()
+    step, run = None, None
+    if run_config(path) is not None:
+        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        if not (folder / "state").is_dir():
+            try:
+                folder = _latest_step_dir(folder)
+            except FileNotFoundError:
+                pass
+        path = folder
+        step = int(folder.name) if folder.name.isdigit() else None
+        run = str(folder.parent.parent) if folder.parent.name == "checkpoints" else None
+    return {
+        "checkpoint": str(path),
+        "step": step,
+        "run": run,
+        "command": " ".join(sys.argv)[:2000],
+        "host": socket.gethostname(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def default_out_dir(provenance: Mapping[str, Any], config: EvalConfig) -> pathlib.Path:
+    """``<run>/eval/step_NNNNNN_<benchmarks>_n<N>`` for a run checkpoint; other checkpoints need ``out_dir``."""
+    if provenance.get("run") is None or provenance.get("step") is None:
+        raise ValueError(
+            f"--config.ckpt={provenance['checkpoint']} is not a checkpoint of a training run: give "
+            "--config.out_dir=FOLDER for the results"
+        )
+    names = "+".join(
+        "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in pathlib.Path(b).stem) for b in config.benchmarks
+    )[:80]
+    return pathlib.Path(provenance["run"]) / "eval" / f"step_{provenance['step']:06d}_{names}_n{config.num_samples}"

@@ -29,7 +29,15 @@ Isolation of the candidate, chosen once per interpreter at first use (:func:`iso
   guard in ``_sandbox_candidate.py`` plus resource limits. It stops accidents and naive code only; a run as
   root in this mode logs a warning.
 
-In both modes: resource limits (address space, CPU time, file size, no core files, ``RLIMIT_NPROC = 0``
+In both modes, before the program runs: Landlock (Linux >= 5.13, unprivileged; :func:`landlock_abi`) limits
+what the candidate can read to the interpreter's standard library, its site-packages without this project's
+entries and the system's shared libraries (:func:`candidate_view`; the package with the benchmarks' answer
+keys, its checkout, ``$JAXRLVR_DATA``, ``/etc`` and ``/proc`` are out of reach), and what it can write to its
+working directory; from ABI 4 it refuses TCP, from ABI 6 signals to processes outside the sandbox (the
+evaluator). In namespace mode the package folder is also covered by an empty ``tmpfs``; in guard mode as
+root the program runs as ``nobody`` when the interpreter's files are readable by others. The candidate
+script runs from a private copy in its temporary folder; a killed evaluation's folders are removed by the
+next one. Then: resource limits (address space, CPU time, file size, no core files, ``RLIMIT_NPROC = 0``
 which binds non-root users and the namespace mode), a minimal environment, stdin from ``/dev/null``, and the
 guard (defence in depth). The verdict does not depend on isolation: the checker and the test code live in
 another process in both modes.
@@ -117,6 +125,131 @@ def _site_packages(python: str) -> list[str]:
 
 
 _SITE_CACHE: dict[str, list[str]] = {}
+
+# What the candidate must not read: this package (the benchmarks' files, e.g. eval/data/humaneval.jsonl, and
+# the project's code) and, for a checkout, the repository around it; site-packages entries that point at them.
+_PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[1]
+_HIDDEN_NAMES = ("jaxrlvr", "__editable__", "_jaxrlvr")
+# System folders holding the shared libraries that extension modules (numpy, ...) load.
+_SYSTEM_LIB_DIRS = ("/lib", "/lib32", "/lib64", "/usr/lib", "/usr/lib32", "/usr/lib64")
+_SYSTEM_FILES = ("/etc/ld.so.cache", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
+_NOBODY = 65534
+
+
+def hidden_paths() -> list[str]:
+    """Folders hidden from candidate programs: the ``jaxrlvr`` package, its checkout (a folder with
+    ``pyproject.toml`` above it) and the data folder named by ``$JAXRLVR_DATA``."""
+    out = [str(_PACKAGE_DIR)]
+    if (_PACKAGE_DIR.parent / "pyproject.toml").is_file():
+        out.append(str(_PACKAGE_DIR.parent))
+    if os.environ.get("JAXRLVR_DATA"):
+        out.append(os.path.realpath(os.environ["JAXRLVR_DATA"]))
+    return out
+
+
+def _grants(root: str, hidden: list[str], out: dict, descend: tuple[str, ...] = ()) -> None:
+    """Landlock grants that give read access below ``root`` except to ``hidden`` paths and site-packages
+    entries named after this project: a folder holding something hidden (or one of the ``descend`` folders,
+    site-packages, whose entries are checked by name) is only listable, its other entries readable
+    (recursively)."""
+    root = os.path.realpath(root)
+    name = os.path.basename(root)
+    if any(root == h for h in hidden) or name.startswith(_HIDDEN_NAMES) or name.endswith(".pth"):
+        return
+    inner = any(h.startswith(root + os.sep) for h in (*hidden, *descend))
+    try:
+        entries = list(os.scandir(root)) if os.path.isdir(root) else None
+    except OSError:
+        return
+    if entries is not None and not inner:
+        inner = any(e.name.startswith(_HIDDEN_NAMES) or e.name.endswith(".pth") for e in entries)
+    if entries is None:
+        out["files"].append(root)
+    elif not inner:
+        out["read"].append(root)
+    else:
+        out["list"].append(root)
+        for e in entries:
+            _grants(e.path, hidden, out, descend)
+
+
+def candidate_view(python: str) -> dict[str, list[str]]:
+    """What a candidate program may read (``read``: folders, ``list``: folders it may only list, ``files``):
+    ``python``'s standard library and site-packages and the system's shared libraries, without the
+    :func:`hidden_paths` and the site-packages entries of this project (editable-install finders and
+    ``.pth`` files included). Cached per interpreter."""
+    if python not in _VIEW_CACHE:
+        out = subprocess.run(
+            [python, "-I", "-S", "-c", "import sys; print(repr(sys.path))"], capture_output=True, text=True, timeout=60
+        )
+        roots = [p for p in ast.literal_eval(out.stdout.strip() or "[]") if os.path.exists(p)]
+        roots += _site_packages(python) + [p for p in _SYSTEM_LIB_DIRS if os.path.isdir(p)]
+        view: dict[str, list[str]] = {"read": [], "list": [], "files": []}
+        site = tuple(os.path.realpath(p) for p in _site_packages(python))
+        for root in dict.fromkeys(roots):
+            _grants(root, hidden_paths(), view, site)
+        view["files"] += [p for p in _SYSTEM_FILES if os.path.exists(p)]
+        _VIEW_CACHE[python] = view
+    return _VIEW_CACHE[python]
+
+
+_VIEW_CACHE: dict[str, dict[str, list[str]]] = {}
+_CLEANED = False
+
+
+def _proc_start(pid: int) -> str | None:
+    from jaxrlvr.runs_lock import _proc_start as start
+
+    return start(pid)
+
+
+def _clean_stale_workdirs() -> None:
+    """Removes (once per process) the ``jaxrlvr-exec-*`` temporary folders of evaluations that were killed:
+    those whose ``.owner`` (pid and start time of the process that made it) is no longer running."""
+    global _CLEANED
+    if _CLEANED:
+        return
+    _CLEANED = True
+    for d in pathlib.Path(tempfile.gettempdir()).glob("jaxrlvr-exec-*"):
+        try:
+            pid, start = (d / ".owner").read_text().split()
+        except (OSError, ValueError):
+            continue  # a folder of an older version or one being created: left alone
+        if _proc_start(int(pid)) != start:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def landlock_abi() -> int:
+    """The Landlock ABI version of this kernel (0: not available). From 1 the candidate's file view is
+    restricted by the kernel in both modes; from 4 also TCP; from 6 also signals to processes outside it."""
+    if _ABI[0] is None:
+        _ABI[0] = 0
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.syscall.restype = ctypes.c_long
+            _ABI[0] = max(0, int(libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1))))
+    return _ABI[0]
+
+
+_ABI: list = [None]
+
+
+def _readable_by_others(paths: list[str]) -> bool:
+    """Whether an unprivileged user can reach (every folder above) and read each of ``paths``."""
+    import stat
+
+    for p in paths:
+        q = pathlib.Path(p)
+        for d in (q, *q.parents):
+            try:
+                mode = os.stat(d).st_mode
+            except OSError:
+                return False
+            if not mode & stat.S_IXOTH or (d == q and not mode & stat.S_IROTH):
+                return False
+    return True
 
 
 def _read_output(path: pathlib.Path, limit: int) -> str:
@@ -228,11 +361,12 @@ def _resolve(isolation: str, python: str) -> tuple[str, tuple[str, ...]]:
         if isolation == "namespace" and name != "namespace":
             raise RuntimeError(f"isolation='namespace' is not available here: {why}")
         mode = (name, prefix)
-    if mode[0] == "guard" and hasattr(os, "geteuid") and os.geteuid() == 0 and not _WARNED_ROOT:
+    weak = landlock_abi() < 6  # no kernel restriction of files, network and signals in guard mode
+    if mode[0] == "guard" and weak and hasattr(os, "geteuid") and os.geteuid() == 0 and not _WARNED_ROOT:
         _WARNED_ROOT = True
         logger.warning(
-            "running model-written code as root without operating-system isolation (no usable `unshare`): the "
-            "in-process guard stops accidents only; see docs/ood_eval.md"
+            "running model-written code as root without operating-system isolation (no usable `unshare`, "
+            "no Landlock >= 6): the in-process guard stops accidents only; see docs/ood_eval.md"
         )
     return mode
 
@@ -253,13 +387,23 @@ def _run(
 ) -> ExecutionResult:
     isolate = mode[0] == "namespace"
     start = time.monotonic()
+    _clean_stale_workdirs()
     with tempfile.TemporaryDirectory(prefix="jaxrlvr-exec-", ignore_cleanup_errors=True) as workdir:
         wd = pathlib.Path(workdir)
         out_path, err_path = wd / "stdout.txt", wd / "stderr.txt"
         out_path.touch()
+        (wd / ".owner").write_text(f"{os.getpid()} {_proc_start(os.getpid())}\n")
+        # the candidate runs from a private copy: nothing in its argv or files points at the package
+        candidate = shutil.copy(_CANDIDATE, wd / "candidate.py")
         home = "/tmp" if isolate else workdir
+        view = candidate_view(python) if guard else None
+        uid = None
+        if guard and not isolate and hasattr(os, "geteuid") and os.geteuid() == 0:
+            if view is not None and _readable_by_others(view["read"][:50]):
+                uid = _NOBODY  # guard mode as root: the program runs as nobody (cannot signal root's processes)
+                os.chown(wd, _NOBODY, _NOBODY)
         cfg = {
-            "argv": [*mode[1], python, "-I", "-S", "-B", _CANDIDATE],
+            "argv": [*mode[1], python, "-I", "-S", "-B", str(candidate)],
             "cwd": workdir,
             "env": _child_env(home),
             "stdout_path": str(out_path),
@@ -279,7 +423,15 @@ def _run(
             "isolate": isolate,
             "guard": guard,
             "remount_each": remount_each,
-            "sys_path": _site_packages(python),
+            "sys_path": [
+                os.path.realpath(p)
+                for p in _site_packages(python)
+                if view is None or os.path.realpath(p) in view["read"] + view["list"]
+            ],
+            # over-mounted in namespace mode: the package and the data (a checkout may hold the virtualenv)
+            "hide": [p for p in hidden_paths() if p != str(_PACKAGE_DIR.parent)] if isolate and guard else [],
+            "view": view,
+            "uid": uid,
         }
         cfg["candidate_header"] = header  # the checker sends it as the first frame, with the stdout fd
         with open(err_path, "ab") as err:

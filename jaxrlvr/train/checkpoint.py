@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
 
 import jax
@@ -34,6 +35,57 @@ SUMS_FILE = "jaxrlvr_sha256.json"
 
 class CheckpointError(RuntimeError):
     """No intact checkpoint to resume from (every candidate is named with what is wrong with it)."""
+
+
+class CheckpointSaveError(RuntimeError):
+    """A save failed (e.g. a full disk); the previous complete checkpoint is left as it was."""
+
+
+class _QuietStderr:
+    """Captures file descriptor 2 while a save runs: a save failing on a full disk makes orbax's and
+    tensorstore's threads print tracebacks of the same error; the caller reports it once. A successful
+    save's output (warnings) is passed on; after a failure the threads get ``grace_s`` to finish first."""
+
+    def __init__(self, grace_s: float = 1.0):
+        self.grace_s = grace_s
+
+    def __enter__(self):
+        import sys
+        import tempfile
+
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        self._tmp = tempfile.TemporaryFile()
+        os.dup2(self._tmp.fileno(), 2)
+        return self
+
+    def __exit__(self, kind, e, tb):
+        import sys
+        import time
+
+        if e is not None:
+            time.sleep(self.grace_s)
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        if e is None:
+            self._tmp.seek(0)
+            data = self._tmp.read()
+            if data:
+                os.write(2, data)
+        self._tmp.close()
+        return False
+
+
+def _root_cause(e: BaseException) -> BaseException:
+    seen = set()
+    while id(e) not in seen:
+        seen.add(id(e))
+        nxt = e.__cause__ or e.__context__
+        if nxt is None:
+            break
+        e = nxt
+    return e
 
 
 def _sha256(path: pathlib.Path) -> str:
@@ -114,6 +166,9 @@ class RunCheckpointer:
             return [], []
         complete, incomplete = [], []
         for p in sorted((q for q in self.dir.iterdir() if q.is_dir() and q.name.isdigit()), key=lambda q: int(q.name)):
+            if len(p.name) > 12:  # not a step this trainer writes (orbax keeps steps in 64 bits)
+                incomplete.append(int(p.name))
+                continue
             done = (p / SUMS_FILE).is_file() or (p / "_CHECKPOINT_METADATA").is_file()
             (complete if done else incomplete).append(int(p.name))
         return complete, incomplete
@@ -138,13 +193,27 @@ class RunCheckpointer:
         if step_dir.exists() and not (step_dir / SUMS_FILE).is_file() and jax.process_index() == 0:
             shutil.rmtree(step_dir)  # an incomplete earlier attempt at this step
             self.manager = self._manager()
-        self.manager.save(step, args=args, force=True)
-        self.manager.wait_until_finished()
-        if jax.process_index() == 0:
-            sums = file_sums(step_dir) if self.checksums else {}
-            tmp = step_dir / (SUMS_FILE + ".tmp")
-            tmp.write_text(json.dumps(sums, indent=0, sort_keys=True) + "\n")
-            os.replace(tmp, step_dir / SUMS_FILE)  # written last: the step is complete
+        previous = self.latest_step()
+        try:
+            with _QuietStderr():
+                self.manager.save(step, args=args, force=True)
+                self.manager.wait_until_finished()
+                if jax.process_index() == 0:
+                    sums = file_sums(step_dir) if self.checksums else {}
+                    tmp = step_dir / (SUMS_FILE + ".tmp")
+                    tmp.write_text(json.dumps(sums, indent=0, sort_keys=True) + "\n")
+                    os.replace(tmp, step_dir / SUMS_FILE)  # written last: the step is complete
+        except Exception as e:  # orbax wraps the OSError of a full or read-only disk in its own errors
+            cause = _root_cause(e)
+            why = getattr(cause, "strerror", None)
+            if not why:  # tensorstore's errors carry the errno in their text
+                code = re.search(r"os_error_code='?(\d+)", str(cause))
+                why = os.strerror(int(code.group(1))) if code else f"{type(cause).__name__}: {str(cause)[:300]}"
+            kept = f"step {previous} in {self.dir} is intact" if previous is not None else "no earlier checkpoint"
+            raise CheckpointSaveError(
+                f"saving the checkpoint of step {step} failed ({why}); {kept} (its partial folder is ignored "
+                "on resume): free space and run the same command again"
+            ) from e
         return True
 
     def restore(self, step: int, abstract_state) -> tuple[object, dict]:
@@ -176,6 +245,8 @@ class RunCheckpointer:
                     state, extra = self.restore(step, abstract_state)
                 except (OSError, ValueError, KeyError) as e:  # orbax names a missing / unreadable file
                     problems = [f"cannot be read: {type(e).__name__}: {e}"]
+            if not problems and int((extra or {}).get("step", step)) != step:
+                problems = [f"its folder says step {step} but the checkpoint records step {extra.get('step')}"]
             if not problems:
                 problems = [f"non-finite values in {leaf}" for leaf in _nonfinite_leaves(state)]
             if not problems:

@@ -5,6 +5,7 @@ workdir)`` runs it and resumes from the latest checkpoint in ``workdir``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
@@ -13,7 +14,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxrlvr import algos, sharding
+from jaxrlvr import algos, runs, sharding
+from jaxrlvr.runs_lock import WorkdirLock
 from jaxrlvr.train import config as config_lib
 from jaxrlvr.train import stages
 from jaxrlvr.train.checkpoint import RunCheckpointer
@@ -27,6 +29,7 @@ from jaxrlvr.train.controllers import (
 )
 from jaxrlvr.train.evaluation import heldout_accuracy, periodic_eval
 from jaxrlvr.train.metrics import MetricsWriter
+from jaxrlvr.train.preemption import GracefulStop
 from jaxrlvr.train.setup import (
     NoWriter,
     PromptStream,
@@ -48,13 +51,17 @@ class TrainingError(RuntimeError):
     """The run cannot continue (e.g. several non-finite updates in a row)."""
 
 
-def _set_up(c, workdir: pathlib.Path, log) -> tuple[RunContext, dict, list[dict], list[dict], dict]:
-    """Resolves and validates the config, starts multi-process JAX when configured, writes ``config.json``
-    (with ``model_used``, the model config the run actually uses) and builds the run's fixed pieces:
+def _set_up(c, workdir: pathlib.Path, log, stack) -> tuple[RunContext, dict, list[dict], list[dict], dict]:
+    """Resolves and validates the config, starts multi-process JAX when configured, takes the workdir's lock
+    (process 0, held until ``stack`` closes; before anything is written), writes ``config.json`` (with
+    ``model_used``, the model config the run actually uses) and appends its changes to
+    ``config_history.jsonl``, and builds the run's fixed pieces:
     (context, initial params, train rows, held-out rows, data counts). Every prompt is checked against
     ``rollout.max_prompt_len`` here, before anything is compiled."""
     c, notes = config_lib.resolve_sources(c)
     config_lib.validate(c)
+    if not isinstance(c.seed, int) or not 0 <= c.seed < 2**31:  # ours: seeds become 32-bit JAX keys
+        raise ValueError(f"seed={c.seed!r} is out of range: give an integer in [0, 2**31)")
     sharding.initialize_distributed(c, log=log)  # multi-host runs (mesh.distributed or JAX_* variables)
     main = sharding.is_main_process()
     n_proc = jax.process_count()
@@ -69,9 +76,13 @@ def _set_up(c, workdir: pathlib.Path, log) -> tuple[RunContext, dict, list[dict]
         log(note)
     if workdir.exists() and not workdir.is_dir():
         raise ValueError(f"--workdir {str(workdir)!r} is a file; give a folder (it is created if missing)")
+    if main:  # one writer per workdir (jaxrlvr.runs_lock); other processes write only checkpoint shards
+        stack.enter_context(WorkdirLock(workdir, what="training", log=log))
     workdir.mkdir(parents=True, exist_ok=True)
+    previous = None
     if (workdir / "config.json").is_file() and (workdir / "checkpoints").is_dir():
-        config_lib.check_resume_config(json.loads((workdir / "config.json").read_text()), c)  # mesh may change
+        previous = json.loads((workdir / "config.json").read_text())
+        config_lib.check_resume_config(previous, c)  # mesh may change
     tokenizer = build_tokenizer(c)
     train_rows, heldout_rows, n_bad = build_data(c, tokenizer)
     train_rows, n_long = filter_long_prompts(c, train_rows, "training")
@@ -89,7 +100,10 @@ def _set_up(c, workdir: pathlib.Path, log) -> tuple[RunContext, dict, list[dict]
     if main:
         saved = json.loads(c.to_json_best_effort())
         saved["model_used"] = dataclasses.asdict(model_cfg)
-        (workdir / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
+        runs.append_config_history(workdir, previous, saved, event="resume" if previous else "start")
+        tmp = workdir / "config.json.tmp"
+        tmp.write_text(json.dumps(saved, indent=2) + "\n")
+        tmp.replace(workdir / "config.json")
     log(
         f"model: {model_cfg.num_layers} layers, hidden {model_cfg.hidden_size}, vocabulary {model_cfg.vocab_size} "
         f"({sum(x.size for x in jax.tree.leaves(params)) / 1e6:.2f}M parameters)"
@@ -186,9 +200,14 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
     batch and verifies its share of the responses; sampling, scoring and updates run on the global mesh;
     process 0 writes metrics, config, summary, plots and dumps; checkpoints are written together.
     """
+    with contextlib.ExitStack() as stack:
+        return _train(c, pathlib.Path(workdir), log, stop_after, stack)
+
+
+def _train(c, workdir: pathlib.Path, log, stop_after: int | None, stack) -> dict:
     t_start = time.time()
-    workdir = pathlib.Path(workdir)
-    ctx, params, train_rows, heldout_rows, counts = _set_up(c, workdir, log)
+    stop = stack.enter_context(GracefulStop())  # SIGTERM / SIGINT: finish the step, checkpoint, return
+    ctx, params, train_rows, heldout_rows, counts = _set_up(c, workdir, log, stack)
     c, log = ctx.c, ctx.log  # the resolved config (config_lib.resolve_sources)
     n_proc, proc = jax.process_count(), jax.process_index()
     stream = PromptStream(train_rows, c.rollout.prompts_per_step, c.seed, shard_index=proc, shard_count=n_proc)
@@ -214,8 +233,15 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
 
         progress = tqdm(total=num_steps, initial=start, desc="rl", dynamic_ncols=True)
     if start < num_steps:
-        log(f"RL steps {start + 1}..{num_steps}: compiling the sampler and the train step on the first one")
+        log(
+            f"RL steps {start + 1}..{num_steps}: compiling the sampler and the train step on the first one "
+            "(per step: reward = mean reward, acc = share verified correct, ent = mean token entropy in nats, "
+            "sec = seconds)"
+        )
+    hinted = False
     for step in range(start, num_steps):
+        if stop.requested and n_proc == 1:  # during set-up: the checkpoint of step ``start`` is on disk
+            return _stopped(ctx, loop, step, stop.name, writer, ckpt, progress)
         t0 = time.time()
         step_key = jax.random.fold_in(key, 1000 + step)
         seed_base = int(jax.random.randint(step_key, (), 0, 2**30))
@@ -262,31 +288,53 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
                 periodic_eval(c, ctx.model_cfg, state.params, ctx.tokenizer, workdir, step + 1, log, ctx.pl.generate)
             )
         writer.write(step + 1, rec)
-        shown = {"reward": "reward", "acc": "accuracy", "ent": "entropy", "s": "time_step"}
+        shown = {"reward": "reward", "acc": "accuracy", "ent": "entropy", "sec": "time_step"}
         if progress is not None:
             progress.set_postfix({k: f"{rec[v]:.3f}" for k, v in shown.items()})
             progress.update(1)
         else:  # one line per step when the progress bar is off
             first = " (first step: includes compiling)" if step == start else ""
             log(f"step {step + 1}/{num_steps} " + " ".join(f"{k} {rec[v]:.3f}" for k, v in shown.items()) + first)
+        if not hinted and rec["accuracy"] == 0 and rec["response_clip_ratio"] == 1.0:
+            hinted = True
+            log(
+                f"hint: every response of step {step + 1} was wrong and ran to rollout.max_new_tokens="
+                f"{c.rollout.max_new_tokens} (reward {rec['reward']:.3f} = the incorrect reward plus the full "
+                "overlong penalty): expected from a random or untrained model, e.g. a smoke preset on a random "
+                "checkpoint; a trained checkpoint, an SFT warm start (sft.steps) or a larger budget changes it"
+            )
         if consecutive_skips >= c.train.max_consecutive_skips:
             raise TrainingError(
                 f"{consecutive_skips} steps in a row had only non-finite updates (last step "
                 f"{step + 1}); stopping. Lower optim.lr or check the data."
             )
         preempt = stop_after is not None and step + 1 - start >= stop_after
+        # every process stops after the same step (a signal may reach them at different times)
+        asked = [stop.requested] if n_proc == 1 else sharding.process_allgather_json(stop.requested)
+        signalled = any(asked) and step + 1 < num_steps
         loop.data_state = stream.get_state()
-        ckpt.save(step + 1, state, loop.to_extra(step + 1), ctx.model_cfg, force=step + 1 == num_steps or preempt)
-        if preempt:
-            log(f"stopping after step {step + 1} (stop_after={stop_after}); re-run to resume")
-            if progress is not None:
-                progress.close()
-            writer.close()
-            ckpt.close()
-            return dict(loop.summary, stopped_at=step + 1)
+        ckpt.save(
+            step + 1, state, loop.to_extra(step + 1), ctx.model_cfg, force=step + 1 == num_steps or preempt or signalled
+        )
+        if preempt or signalled:
+            return _stopped(ctx, loop, step + 1, stop.name or f"stop_after={stop_after}", writer, ckpt, progress)
     if progress is not None:
         progress.close()
     return _finish(ctx, state, loop, heldout_rows, writer, ckpt, t_start)
+
+
+def _stopped(ctx: RunContext, loop: LoopState, step: int, why: str, writer, ckpt, progress) -> dict:
+    """Ends an interrupted invocation whose step ``step`` is checkpointed: closes the writers, says how to
+    resume; the summary carries ``stopped_at`` (and ``signal`` when a signal stopped it)."""
+    if progress is not None:
+        progress.close()
+    writer.close()
+    ckpt.close()
+    ctx.log(f"stopped after step {step} ({why}); checkpoint in {ckpt.dir}; run the same command again to resume")
+    out = dict(loop.summary, stopped_at=step)
+    if not why.startswith("stop_after"):
+        out["signal"] = why
+    return out
 
 
 def _finish(ctx: RunContext, state, loop: LoopState, heldout_rows, writer, ckpt, t_start: float) -> dict:

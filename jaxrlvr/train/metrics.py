@@ -2,6 +2,10 @@
 
 Values are converted to plain Python floats/ints on write; non-finite floats are written as null in JSON
 (strict JSON has no NaN) and skipped in TensorBoard.
+
+TensorBoard events are written synchronously by the training thread (tensorboardX's record writer, without
+its background thread): a full disk or a vanished folder raises here, in the loop, as a :class:`WriterError`
+(one line), instead of killing a writer thread and leaving the loop blocked on its queue.
 """
 
 from __future__ import annotations
@@ -26,6 +30,33 @@ def to_python(v):
     return v
 
 
+class WriterError(RuntimeError):
+    """Writing metrics failed (a full disk, a read-only or vanished folder)."""
+
+
+class _TensorBoard:
+    """Scalars into one TensorBoard event file, written and flushed by the caller's thread."""
+
+    def __init__(self, logdir: pathlib.Path):
+        from tensorboardX.event_file_writer import EventsWriter
+
+        logdir.mkdir(parents=True, exist_ok=True)
+        self._w = EventsWriter(str(logdir / "events"))
+
+    def write(self, step: int, scalars: dict[str, float]) -> None:
+        import time
+
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.summary import scalar
+
+        for k, v in scalars.items():
+            self._w.write_event(Event(wall_time=time.time(), step=int(step), summary=scalar(k, v)))
+        self._w.flush()
+
+    def close(self) -> None:
+        self._w.close()
+
+
 class MetricsWriter:
     """Appends step records to ``metrics.jsonl`` (resumes by appending) and mirrors scalars to TensorBoard."""
 
@@ -34,11 +65,7 @@ class MetricsWriter:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / filename
         self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
-        self._tb = None
-        if tensorboard:
-            from tensorboardX import SummaryWriter
-
-            self._tb = SummaryWriter(str(self.dir / "tensorboard"))
+        self._tb = _TensorBoard(self.dir / "tensorboard") if tensorboard else None
 
     def truncate_after(self, step: int) -> None:
         """Drops records with ``step > step`` (a resumed run rewrites the steps after its checkpoint). The file
@@ -59,14 +86,26 @@ class MetricsWriter:
     def write(self, step: int, metrics: Mapping[str, object]) -> None:
         record = {"step": int(step)}
         record.update({k: to_python(v) for k, v in metrics.items()})
-        self._f.write(json.dumps(record, sort_keys=True) + "\n")
-        self._f.flush()
-        if self._tb is not None:
-            for k, v in record.items():
-                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                    self._tb.add_scalar(k, v, step)
+        scalars = {
+            k: v
+            for k, v in record.items()
+            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        }
+        try:
+            self._f.write(json.dumps(record, sort_keys=True) + "\n")
+            self._f.flush()
+            if self._tb is not None:
+                self._tb.write(step, scalars)
+        except OSError as e:
+            raise WriterError(
+                f"writing the metrics of step {step} to {self.dir} failed: {e.strerror or e}; the last complete "
+                "checkpoint is intact (free space and re-run to resume)"
+            ) from e
 
     def close(self) -> None:
-        self._f.close()
-        if self._tb is not None:
-            self._tb.close()
+        for f in (self._f.close, self._tb.close if self._tb is not None else None):
+            try:
+                if f is not None:
+                    f()
+            except OSError:  # a full disk at the very end: the write that failed has said so
+                pass

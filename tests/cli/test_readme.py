@@ -49,12 +49,12 @@ def test_readme_commands_run_as_printed(run_cli, tmp_path):
         assert proc.returncode == 0, (argv, proc.stderr[-3000:])
         ran.append(argv[0])
     assert ran == ["scripts/train.py", "scripts/train.py", "scripts/analyze.py"]
-    report = (made["runs/demo"] / "analysis" / "report.html").read_text()
+    report = (made["runs/demo10"] / "analysis" / "report.html").read_text()
     # captions state what was measured, then the paper's claim and whether this run agrees
     assert report.count("Paper (") >= 4 and report.count("This run: ") >= 4 and "the U-shape" not in report
     assert "Glossary" in report and "cov(logp,A)" in report
     # the Eq. 4 gradient share and Eq. 6 impact sections, from the dumps (with golds) and the checkpoint
-    data = json.loads((made["runs/demo"] / "analysis" / "analysis.json").read_text())
+    data = json.loads((made["runs/demo10"] / "analysis" / "analysis.json").read_text())
     model = data["model_sections"]
     assert 0 <= model["grad_share_negative"] <= 1 and model["impact_positions"] > 0, model
     assert "Eq. 4" in report and "Eq. 6" in report

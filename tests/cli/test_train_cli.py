@@ -76,20 +76,26 @@ def test_flax_to_hf_exports_a_run(hf_run, run_cli, tmp_path, tiny_hf, step):
 
 
 def test_evaluate_takes_the_tokenizer_from_the_run(hf_run, run_cli, tmp_path):
+    from jaxrlvr.runs_lock import WorkdirLock
+
     workdir = hf_run[0]
-    proc = run_cli(
-        "scripts/evaluate.py",
-        "--config",
-        "configs/eval.py:smoke",
-        f"--config.ckpt={workdir}",
-        "--config.max_new_tokens=8",
-        "--config.max_problems=1",
-        f"--config.out_dir={tmp_path / 'eval'}",
-    )
+    args = ["scripts/evaluate.py", "--config", "configs/eval.py:smoke", f"--config.ckpt={workdir}"]
+    args += ["--config.max_new_tokens=8", "--config.max_problems=1"]
+    step = max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    out = workdir / "eval" / f"step_{step:06d}_aime24_n2"  # the default: inside the evaluated run
+    with WorkdirLock(out, what="evaluation"):  # another evaluation writing there: refused, one line
+        busy = run_cli(*args)
+    assert busy.returncode == 2 and busy.stderr.count("\n") == 1 and "in use by evaluation" in busy.stderr
+    proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     err = proc.stderr
     assert "INFO" not in err and "Unable to initialize backend" not in err, err
     assert "%" in proc.stdout and "in percent" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    prov = summary["provenance"]
+    assert prov["checkpoint"] == str(workdir / "checkpoints" / str(step)) and prov["step"] == step
+    assert prov["run"] == str(workdir) and summary["config"]["num_samples"] == 2
+    assert summary["config"]["benchmarks"] == ["aime24"] and not (out / ".jaxrlvr.lock").exists()
 
 
 @pytest.mark.parametrize(

@@ -198,6 +198,36 @@ def test_forged_passes_fail_in_both_modes():
     assert r.status == "failed" and "not a plain value" in r.detail
 
 
+def test_answer_key_and_killing_the_evaluator_fail_in_both_modes():
+    # issue 26: a wrong completion that runs the benchmark's own canonical solution, found through sys.path or
+    # the checkout; one that re-imports posix (past the guard) and kills the evaluating process
+    data_dirs = [str(pathlib.Path(code.__file__).parent / "data")] + [
+        os.path.join(p, "jaxrlvr", "eval", "data") for p in sys.path if p
+    ]
+    answer_key = (
+        "    import json, os\n"
+        f"    for base in {data_dirs!r}:\n"
+        "        try:\n"
+        "            rows = [json.loads(x) for x in open(os.path.join(base, 'humaneval.jsonl'))]\n"
+        "        except OSError:\n"
+        "            continue\n"
+        "        ns = {}\n"
+        "        row = [r for r in rows if r['entry_point'] == 'has_close_elements'][0]\n"
+        "        exec(row['prompt'] + row['canonical_solution'], ns)\n"
+        "        return ns['has_close_elements'](numbers, threshold)\n"
+        "    return None\n"
+    )
+    kill = f"    import sys\n    del sys.modules['posix']\n    import posix\n    posix.kill({os.getpid()}, 9)\n"
+    sources = f"    return open({str(pathlib.Path(code.__file__))!r}).read() + open('/etc/passwd').read()\n"
+    modes = ["guard"] + (["namespace"] if code.isolation_mode() == "namespace" else [])
+    if code.sandbox.landlock_abi() < 6 and os.geteuid() != 0:
+        pytest.skip("guard mode without Landlock >= 6 as a non-root user cannot stop these (docs/ood_eval.md)")
+    for isolation in modes:
+        results = code.check_programs_detailed([P0] * 3, [answer_key, kill, sources], isolation=isolation)
+        assert [r.status for r in results] == ["failed"] * 3, (isolation, [r.stderr[-300:] for r in results])
+    assert code.check_programs([P0], [GOOD]) == [True]  # this process was not killed
+
+
 def test_results_are_compared_by_value():
     # what compared equal in the original harness still does: numpy values, subclasses of builtin types
     pytest.importorskip("numpy")
@@ -238,7 +268,10 @@ def _daemon(marker: str) -> str:
         "    if posix.fork() == 0:\n"
         "        posix.setsid()\n"
         "        if posix.fork() == 0:\n"
-        f"            posix.execv('/bin/sleep', ['sleep', {marker!r}])\n"
+        "            try:\n"
+        f"                posix.execv('/bin/sleep', ['sleep', {marker!r}])\n"
+        "            finally:\n"
+        "                posix._exit(0)\n"
         "        posix._exit(0)\n"
         "except OSError as e:\n"
         "    print('NOFORK', e)\n"
@@ -253,7 +286,8 @@ def test_no_process_outlives_a_run():
         marker = f"{time.time() % 1000:.6f}9"
         result = code.check_programs_detailed([P0], [_daemon(marker)], isolation=isolation)[0]
         assert result.passed, result
-        if isolation == "guard" and os.geteuid() == 0:  # RLIMIT_NPROC does not bind root: the daemon started
+        # RLIMIT_NPROC does not bind root: the daemon started (Landlock denies running /bin/sleep)
+        if isolation == "guard" and os.geteuid() == 0 and not code.sandbox.landlock_abi():
             assert "NOFORK" not in result.stdout
         time.sleep(0.2)
         assert _pids_with_cmdline(b"sleep\0" + marker.encode()) == [], isolation
@@ -331,7 +365,7 @@ def test_isolation_choice_and_root_warning(caplog, monkeypatch):
     if not NAMESPACES:
         with pytest.raises(RuntimeError, match="not available"):
             code.check_programs([P0], [GOOD], isolation="namespace")
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and code.sandbox.landlock_abi() < 6:  # with Landlock the kernel guards files and signals
         code.sandbox._WARNED_ROOT = False
         with caplog.at_level("WARNING", logger="jaxrlvr.eval.sandbox"):
             assert code.check_programs([P0], [GOOD], isolation="guard") == [True]

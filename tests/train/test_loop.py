@@ -1,6 +1,7 @@
 """The RL loop end to end on the demo's smoke preset: runs, resume equivalence, NaN stop, validation."""
 
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -215,13 +216,16 @@ def test_damaged_latest_checkpoint_falls_back_with_a_warning(full_run, tmp_path)
     assert sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit()) == [3, 4]
     flipped = _flip_bytes(ckpts / "4")
     (ckpts / "9").mkdir()  # an empty step folder (a save killed before it wrote anything)
+    shutil.copytree(ckpts / "3", ckpts / "8")  # a renamed folder: the step recorded inside decides
+    shutil.copytree(ckpts / "3", ckpts / "99999999999999999999")  # not a step this trainer writes
     lines = []
     summary = train(smoke(**{"train.num_steps": 4}), str(run), log=lines.append)
     text = "\n".join(lines)
     assert "incomplete checkpoint folder" in text and str(ckpts / "9") in text
     assert "checkpoint step 4" in text and "damaged" in text and str(flipped) in text
-    assert "resumed from step 3" in text
-    assert (run / "checkpoints_damaged" / "4").is_dir()
+    assert "its folder says step 8 but the checkpoint records step 3" in text
+    assert "resumed from step 3" in text and str(ckpts / "99999999999999999999") in text
+    assert (run / "checkpoints_damaged" / "4").is_dir() and (run / "checkpoints_damaged" / "8").is_dir()
     assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2, 3, 4]  # step 4 redone, once
     _, params = load_params(run)
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
