@@ -216,7 +216,7 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
         batch, info = stages.collect_rollouts(ctx, state.params, stream, seed_base)
         t1 = time.time()
         # score -> advantages
-        scored = stages.score_and_shape(ctx, state, batch, knobs)
+        scored = stages.score_and_shape(ctx, state, batch, knobs, step=step)
         t2 = time.time()
         # update
         state, upd, skipped, n_updates = stages.update_policy(
