@@ -25,7 +25,8 @@ computed per real token), ``padded_slots_per_useful_token``, ``sorted_slots_per_
 ``update_speedup_vs_padded``, ``update_speedup_vs_sorted``, ``max_abs_loss_diff`` (per mini-batch, packed
 vs padded; ``max_abs_loss_diff_sorted`` likewise), ``max_abs_param_diff`` after the update, the load average
 (``loadavg``, before and after) and ``packed_shapes_20_steps``: the distinct packed shapes (one XLA
-compilation each) of 20 steps of fresh batches from the same length distribution (micro-batches, rows, width, response slots).
+compilation each) of 20 steps of fresh batches from the same length distribution (micro-batches, rows,
+width, response slots).
 """
 
 from __future__ import annotations

@@ -170,7 +170,11 @@ def score_and_shape(ctx: RunContext, state, batch: dict, knobs, step: int | None
         ref_logp, _ = score_tokens(ctx, state.ref_params, batch)
     old_logp, old_ent, adv, adv_group, ref_logp = sharding.to_host((old_logp, old_ent, adv, aux["adv_B"], ref_logp))
     return Scored(
-        old_logp=np.array(old_logp), entropy=np.array(old_ent), adv=adv, adv_group=adv_group, ref_logp=ref_logp,
+        old_logp=np.array(old_logp),
+        entropy=np.array(old_ent),
+        adv=adv,
+        adv_group=adv_group,
+        ref_logp=ref_logp,
         pending_B=pending,
     )
 

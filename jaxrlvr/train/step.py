@@ -351,9 +351,7 @@ def train_step_fn(
         tok0 = None
         if on_policy and packed:
             tok0 = (jnp.zeros(batch["mask"].shape, jnp.float32),) * 2
-        (grads, num, den, msum, tokens), stacked = jax.lax.scan(
-            body, (zeros_g, 0.0, 0.0, zeros_m, tok0), (xs, keys)
-        )
+        (grads, num, den, msum, tokens), stacked = jax.lax.scan(body, (zeros_g, 0.0, 0.0, zeros_m, tok0), (xs, keys))
         if on_policy and not packed:
             tokens = jax.tree.map(lambda v: v.reshape(b, -1), stacked)
 

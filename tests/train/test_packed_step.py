@@ -116,7 +116,11 @@ def test_on_policy_update_takes_old_logp_from_its_own_forward(setup, case, layou
     batch, params, padded, packed, plan, (old_pad, ent_pad, *_) = setup
     algo = algos.AlgoConfig(group_size=2, **case)
     tx = optax.sgd(1.0)
-    b, micro = (padded, MICRO) if layout == "padded" else (packed | {k: padded[k] for k in ("mask", "adv", "truncated")}, plan.rows)
+    b, micro = (
+        (padded, MICRO)
+        if layout == "padded"
+        else (packed | {k: padded[k] for k in ("mask", "adv", "truncated")}, plan.rows)
+    )
     b = b | {"ref_logp": old_pad + jnp.asarray(batch["ref_delta"])}
     outs = []
     for extra in ({"old_logp": old_pad}, {}):

@@ -50,7 +50,9 @@ def test_pack_batch_arrays():
     am = np.array([[0, 0, 1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0, 0, 0, 0], [0, 0, 0, 1, 1, 1, 1, 1, 1]], np.int32)
     plan, a = pack_batch(ids, am, p, max_tokens=32)
     assert plan.shape == (1, 1, 32)  # 5 + 5 + 6 tokens in one row, capped by the budget
-    row_ids, seg, pos, slots, tgt = (a[k][0] for k in ("input_ids", "segment_ids", "positions", "resp_slots", "targets"))
+    row_ids, seg, pos, slots, tgt = (
+        a[k][0] for k in ("input_ids", "segment_ids", "positions", "resp_slots", "targets")
+    )
     assert slots.shape == tgt.shape == (32,)  # response slots: min(bucket(9), width)
     for b in range(3):
         real = ids[b][am[b] > 0]
