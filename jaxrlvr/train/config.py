@@ -89,6 +89,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Passes over the rollout batch. NOT the papers' N: N (off-policy updates per rollout batch) is the number
     # of mini-batches, rollout.prompts_per_step / train.mini_batch_prompts; updates per step = N * ppo_epochs.
     c.train.ppo_epochs = 1
+    # The first mini-batch's old log-probs from its own update's forward (exact: nothing is updated yet), so
+    # the scoring pass covers only the other rows (none with one mini-batch); docs/training.md "Old log-probs"
+    c.train.reuse_first_old_logp = True
     c.train.shuffle_minibatches = True
     c.train.dynamic_sampling = False
     c.train.max_gen_batches = 3

@@ -250,7 +250,7 @@ def _train(c, workdir: pathlib.Path, log, stop_after: int | None, stack) -> dict
         batch, info = stages.collect_rollouts(ctx, state.params, stream, seed_base)
         t1 = time.time()
         # score -> advantages
-        scored = stages.score_and_shape(ctx, state, batch, knobs)
+        scored = stages.score_and_shape(ctx, state, batch, knobs, step=step)
         t2 = time.time()
         # update
         state, upd, skipped, n_updates = stages.update_policy(

@@ -37,7 +37,8 @@ def train_step_memory(
 
     ``tokens_per_device`` > 0 plans the packed step instead (``train.packing``): micro-batches of one row of
     that many slots per data-parallel device (two micro-batches, the loop as it runs), with the mini-batch's
-    ``[B, R]`` loss arrays; ``micro_batch`` is then ignored.
+    ``[B, R]`` loss arrays, and as many response slots as slots (the most the output layer can take: a bound,
+    since prompt slots never reach it); ``micro_batch`` is then ignored.
 
     ``opt_dtype``: dtype of the optimizer moments (default: the param dtype, as ``tx.init(params)``
     gives). Returns bytes: ``arguments`` (state + batch), ``outputs``, ``aliased`` (donated state reused
@@ -66,7 +67,9 @@ def train_step_memory(
     if tokens_per_device:
         micro_batch = sharding.batch_divisor(pl.mesh)
         rows = (2 * micro_batch, tokens_per_device)
-        batch = {k: _abstract(rows, jnp.int32, bs) for k in ("input_ids", "segment_ids", "positions", "targets")}
+        # every slot a response slot: the upper bound of the gathered output layer (train.packing.response_width)
+        batch = {k: _abstract(rows, jnp.int32, bs) for k in ("input_ids", "segment_ids", "positions")}
+        batch |= {k: _abstract(rows, jnp.int32, bs) for k in ("resp_slots", "targets")}
         batch["token_index"] = _abstract((b, response_len), jnp.int32, bs)
         batch["micro_index"] = _abstract((b,), jnp.int32, bs)
         batch["response_len"] = _abstract((b,), jnp.int32, bs)

@@ -15,11 +15,14 @@ rows)`` of all tokens, and sequences go into rows first-fit decreasing by length
 grid keeps the number of distinct shapes, hence XLA compilations, to a handful per run; the first-fit
 leaves a little room at row ends (the ``slots_per_token`` of the plan).
 
-Per-token loss arrays stay in the ``[B, R]`` layout: ``token_index[b, t]`` is the flat slot (``row *
-width + slot``, within micro-batch ``micro_index[b]``) whose hidden state predicts response token ``t`` of
-sequence ``b`` (the slot before it), so the step gathers log-probs and entropies from the packed forward
-back into ``[B, R]`` and the loss (every aggregation mode, KL, entropy terms, weights, metrics) is the
-padded one.
+The output layer only where it is needed: of a row's ``width`` slots, only those whose hidden state predicts
+a response token need the vocabulary projection, log-probs and entropies (prompt slots and empty slots do
+not). ``resp_slots`` lists them per row, ``resp_width`` columns (the most any row of the batch has, on the
+same grid: a static shape), so the step gathers ``[rows, resp_width]`` hidden states before the output
+layer. Per-token loss arrays stay in the ``[B, R]`` layout: ``token_index[b, t]`` is the flat response slot
+(``row * resp_width + k``, within micro-batch ``micro_index[b]``) that predicts response token ``t`` of
+sequence ``b``, so the step gathers log-probs and entropies back into ``[B, R]`` and the loss (every
+aggregation mode, KL, entropy terms, weights, metrics) is the padded one.
 """
 
 from __future__ import annotations
@@ -116,6 +119,14 @@ def plan_packing(lengths_B, *, max_tokens: int, row_multiple: int = 1) -> PackPl
         n_micro += 1
 
 
+def response_width(plan: PackPlan, response_lengths_B) -> int:
+    """Response slots per packed row: the most response tokens any row of ``plan`` holds, rounded up on the
+    width grid (``bucket``), at most the row width."""
+    per_row = np.zeros(plan.n_micro * plan.rows, np.int64)
+    np.add.at(per_row, plan.row * plan.n_micro + plan.micro, np.asarray(response_lengths_B, np.int64))
+    return min(bucket(max(int(per_row.max()), 1)), plan.width)
+
+
 def sequence_lengths(attention_mask_BS, prompt_len: int) -> tuple[np.ndarray, np.ndarray]:
     """(real prompt tokens, real response tokens) per row of a padded rollout batch; checks the layout
     (prompt left-padded, response right-padded) that packing relies on."""
@@ -139,11 +150,12 @@ def sequence_lengths(attention_mask_BS, prompt_len: int) -> tuple[np.ndarray, np
 def pack_batch(input_ids_BS, attention_mask_BS, prompt_len: int, *, max_tokens: int, row_multiple: int = 1):
     """Packs a padded rollout batch; returns (plan, arrays) with numpy int32 arrays:
 
-    ``input_ids``, ``segment_ids``, ``positions``, ``targets`` [rows * n_micro, width], row ``r`` of
-    micro-batch ``m`` at index ``r * n_micro + m`` (so that splitting the leading axis over ``rows`` devices
-    gives each device its row of every micro-batch); ``targets`` is the next token at every slot that
-    predicts a response token, else 0. ``token_index`` [B, R]: the slot ``r * width + s`` within the
-    sequence's micro-batch that predicts response token t (0 beyond the response); ``micro_index`` [B];
+    ``input_ids``, ``segment_ids``, ``positions`` [rows * n_micro, width], row ``r`` of micro-batch ``m``
+    at index ``r * n_micro + m`` (so that splitting the leading axis over ``rows`` devices gives each device
+    its row of every micro-batch); ``resp_slots`` / ``targets`` [rows * n_micro, K] with K =
+    ``response_width``: the slots of the row that predict a response token, in order, and that token (0 in
+    the unused columns). ``token_index`` [B, R]: the response slot ``r * K + k`` within the sequence's
+    micro-batch that predicts response token t (0 beyond the response); ``micro_index`` [B];
     ``response_len`` [B]."""
     ids = np.asarray(input_ids_BS)
     b, s = ids.shape
@@ -151,13 +163,16 @@ def pack_batch(input_ids_BS, attention_mask_BS, prompt_len: int, *, max_tokens: 
     p_len, r_len = sequence_lengths(attention_mask_BS, prompt_len)
     plan = plan_packing(p_len + r_len, max_tokens=max_tokens, row_multiple=row_multiple)
     m, rows, w = plan.shape
+    k_resp = response_width(plan, r_len)
     shape = (rows * m, w)
     out_ids = np.zeros(shape, np.int32)
     seg = np.zeros(shape, np.int32)
     pos = np.zeros(shape, np.int32)
-    tgt = np.zeros(shape, np.int32)
+    slots = np.zeros((rows * m, k_resp), np.int32)
+    tgt = np.zeros((rows * m, k_resp), np.int32)
     token_index = np.zeros((b, r), np.int32)
     n_in_row = np.zeros(rows * m, np.int32)
+    n_resp = np.zeros(rows * m, np.int32)
     for i in np.lexsort((plan.offset, plan.row, plan.micro)):  # segment ids in slot order within a row
         flat_row = plan.row[i] * m + plan.micro[i]
         n_in_row[flat_row] += 1
@@ -166,13 +181,16 @@ def pack_batch(input_ids_BS, attention_mask_BS, prompt_len: int, *, max_tokens: 
         out_ids[flat_row, o : o + pl + rl] = tokens
         seg[flat_row, o : o + pl + rl] = n_in_row[flat_row]
         pos[flat_row, o : o + pl + rl] = np.arange(pl + rl)
-        pred = o + pl - 1 + np.arange(rl)  # slot predicting response token t
-        tgt[flat_row, pred] = tokens[pl:]
-        token_index[i, :rl] = plan.row[i] * w + pred
+        k0 = int(n_resp[flat_row])
+        slots[flat_row, k0 : k0 + rl] = o + pl - 1 + np.arange(rl)  # slot predicting response token t
+        tgt[flat_row, k0 : k0 + rl] = tokens[pl:]
+        token_index[i, :rl] = plan.row[i] * k_resp + k0 + np.arange(rl)
+        n_resp[flat_row] += rl
     arrays = {
         "input_ids": out_ids,
         "segment_ids": seg,
         "positions": pos,
+        "resp_slots": slots,
         "targets": tgt,
         "token_index": token_index,
         "micro_index": plan.micro.astype(np.int32),

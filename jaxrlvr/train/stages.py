@@ -24,13 +24,17 @@ from jaxrlvr.train.step import score_tokens_fn, train_step_fn
 
 @dataclasses.dataclass(frozen=True)
 class Scored:
-    """The score stage's outputs, host numpy: [B, R] token arrays and the [B] group advantage."""
+    """The score stage's outputs, host numpy: [B, R] token arrays and the [B] group advantage.
+
+    ``pending_B`` (bool [B], or None): rows not scored, the step's first mini-batch, whose ``old_logp`` and
+    ``entropy`` rows ``update_policy`` fills in from that mini-batch's own update (0 until then)."""
 
     old_logp: np.ndarray
     entropy: np.ndarray
     adv: np.ndarray
     adv_group: np.ndarray
     ref_logp: np.ndarray | None
+    pending_B: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------- rollout
@@ -123,24 +127,66 @@ def score_tokens(ctx: RunContext, params, batch: dict):
     )
 
 
-def score_and_shape(ctx: RunContext, state, batch: dict, knobs) -> Scored:
+def minibatch_rows(ctx: RunContext, b: int, step: int, epoch: int) -> list[np.ndarray]:
+    """The row indices of each mini-batch of one pass over a batch of ``b`` rows (shuffled per (seed, step,
+    epoch) when ``train.shuffle_minibatches``)."""
+    c = ctx.c
+    order = np.arange(b)
+    if c.train.shuffle_minibatches:
+        order = np.random.default_rng([c.seed, step, epoch]).permutation(b)
+    n = c.train.mini_batch_prompts * ctx.rc.group_size
+    return [order[j * n : (j + 1) * n] for j in range(b // n)]
+
+
+def unscored_rows(ctx: RunContext, b: int, step: int | None) -> np.ndarray | None:
+    """Rows whose old log-probs the first update computes itself (``train.reuse_first_old_logp``): the
+    first mini-batch's, as a bool [B] mask; None when every row must be scored first (PPL shaping reads
+    every row's log-probs before any update; no step given)."""
+    if step is None or not ctx.c.train.reuse_first_old_logp or ctx.algo_cfg.ppl_shaping:
+        return None
+    pending = np.zeros(b, bool)
+    pending[minibatch_rows(ctx, b, step, 0)[0]] = True
+    return pending
+
+
+def score_and_shape(ctx: RunContext, state, batch: dict, knobs, step: int | None = None) -> Scored:
     """Old log-probs and entropies (the policy that sampled), the shaped advantages (group advantages then
-    the enabled shaping chain, ``algos.shape_advantages``) and, with a KL term, the reference log-probs."""
-    old_logp, old_ent = score_tokens(ctx, state.params, batch)
+    the enabled shaping chain, ``algos.shape_advantages``) and, with a KL term, the reference log-probs.
+
+    With ``step`` (and ``train.reuse_first_old_logp``) the step's first mini-batch is not scored: its update
+    is on-policy and computes them (``Scored.pending_B``); the other rows are scored as a smaller batch."""
+    b = batch["input_ids"].shape[0]
+    pending = unscored_rows(ctx, b, step)
+    if pending is None:
+        old_logp, old_ent = score_tokens(ctx, state.params, batch)
+    else:
+        old_logp, old_ent = (np.zeros(batch["mask"].shape, np.float32) for _ in range(2))
+        if not pending.all():
+            rest = {k: batch[k][~pending] for k in ("input_ids", "attention_mask")}
+            old_logp[~pending], old_ent[~pending] = sharding.to_host(score_tokens(ctx, state.params, rest))
     adv, aux = ctx.pl.shape_advantages(ctx.algo_cfg, batch["rewards"], old_logp, batch["mask"], knobs)
     ref_logp = None
     if state.ref_params is not None:
         ref_logp, _ = score_tokens(ctx, state.ref_params, batch)
     old_logp, old_ent, adv, adv_group, ref_logp = sharding.to_host((old_logp, old_ent, adv, aux["adv_B"], ref_logp))
-    return Scored(old_logp=old_logp, entropy=old_ent, adv=adv, adv_group=adv_group, ref_logp=ref_logp)
+    return Scored(
+        old_logp=np.array(old_logp),
+        entropy=np.array(old_ent),
+        adv=adv,
+        adv_group=adv_group,
+        ref_logp=ref_logp,
+        pending_B=pending,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- update
 def update_policy(ctx: RunContext, state, batch: dict, scored: Scored, *, step: int, step_key):
     """``train.ppo_epochs`` passes over the batch in mini-batches of ``train.mini_batch_prompts * G`` rows
     (shuffled per epoch when ``train.shuffle_minibatches``), one jitted update each; each mini-batch is
-    packed into token-budget micro-batches unless ``train.packing=False``. Returns (state, the
-    updates' metrics averaged, how many updates were skipped as non-finite, how many ran)."""
+    packed into token-budget micro-batches unless ``train.packing=False``. The rows ``scored.pending_B``
+    (the first mini-batch) update on-policy, without ``old_logp``, and their old log-probs and entropies
+    are written into ``scored`` from that update's forward. Returns (state, the updates' metrics averaged,
+    how many updates were skipped as non-finite, how many ran)."""
     c = ctx.c
     full = {
         "input_ids": batch["input_ids"],
@@ -153,15 +199,13 @@ def update_policy(ctx: RunContext, state, batch: dict, scored: Scored, *, step: 
     if scored.ref_logp is not None:
         full["ref_logp"] = scored.ref_logp
     b = batch["input_ids"].shape[0]
-    rows_per_mini = c.train.mini_batch_prompts * ctx.rc.group_size
     metrics = []
     for epoch in range(c.train.ppo_epochs):
-        order = np.arange(b)
-        if c.train.shuffle_minibatches:
-            order = np.random.default_rng([c.seed, step, epoch]).permutation(b)
-        for j in range(b // rows_per_mini):
-            idx = order[j * rows_per_mini : (j + 1) * rows_per_mini]
-            mb = {k: v[idx] for k, v in full.items()}
+        for j, idx in enumerate(minibatch_rows(ctx, b, step, epoch)):
+            on_policy = scored.pending_B is not None and epoch == 0 and j == 0
+            if on_policy and not np.array_equal(np.sort(idx), np.flatnonzero(scored.pending_B)):
+                raise RuntimeError("the first mini-batch is not the rows score_and_shape left unscored")
+            mb = {k: v[idx] for k, v in full.items() if not (on_policy and k == "old_logp")}
             micro = c.train.micro_batch_size
             if c.train.packing:
                 packed, micro = pack(ctx, mb)
@@ -180,6 +224,10 @@ def update_policy(ctx: RunContext, state, batch: dict, scored: Scored, *, step: 
                 micro_batch=micro,
                 lr_fn=ctx.lr_fn,
             )
+            if on_policy:  # the old log-probs / entropies of these rows, from the update's own forward
+                scored.old_logp[idx], scored.entropy[idx] = sharding.to_host(
+                    (m.pop("tokens_logp"), m.pop("tokens_entropy"))
+                )
             metrics.append(m)
     upd = {k: float(np.mean([float(m[k]) for m in metrics])) for k in metrics[0]}
     if "skipped_nonfinite_update" in upd:  # a count of updates, not a mean

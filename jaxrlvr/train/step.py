@@ -129,9 +129,12 @@ def response_logprobs(
 
 
 def packed_logprobs(model_cfg: ModelConfig, params, rows: dict, *, temperature: float, chunk_size: int = 256):
-    """log pi and entropy [rows, width] at every slot of packed rows (meaningful where ``targets`` is a
-    response token); attention stays within each segment and never reads an empty slot."""
-    h = hidden_states(
+    """log pi and entropy [rows, K] at the response slots ``rows["resp_slots"]`` of packed rows (their
+    ``targets``; meaningful where a response token is predicted). Attention stays within each segment and
+    never reads an empty slot; the hidden states of the response slots are gathered *before* the output
+    layer, so the vocabulary projection, log-probs and entropies are never computed for prompt tokens or
+    empty slots."""
+    h_RWD = hidden_states(
         model_cfg,
         params,
         rows["input_ids"],
@@ -139,25 +142,26 @@ def packed_logprobs(model_cfg: ModelConfig, params, rows: dict, *, temperature: 
         positions_BT=rows["positions"],
         segment_ids_BT=rows["segment_ids"],
     )
+    h_RKD = jnp.take_along_axis(h_RWD, rows["resp_slots"][:, :, None], axis=1)
     return token_logprobs_and_entropy(
-        model_cfg, params, h, rows["targets"], temperature=temperature, chunk_size=chunk_size
+        model_cfg, params, h_RKD, rows["targets"], temperature=temperature, chunk_size=chunk_size
     )
 
 
-PACKED_ROW_KEYS = ("input_ids", "segment_ids", "positions", "targets")
+PACKED_ROW_KEYS = ("input_ids", "segment_ids", "positions", "resp_slots", "targets")
 
 
 def _packed_micro(batch: dict, rows: int) -> dict:
-    """The packed row arrays [rows * n_micro, W] as [n_micro, rows, W] (row r of micro-batch m at r * n + m)."""
-    w = batch["input_ids"].shape[1]
-    return {k: batch[k].reshape(rows, -1, w).swapaxes(0, 1) for k in PACKED_ROW_KEYS}
+    """The packed row arrays [rows * n_micro, W] (or [rows * n_micro, K]) as [n_micro, rows, W] (row r of
+    micro-batch m at r * n + m)."""
+    return {k: batch[k].reshape(rows, -1, batch[k].shape[1]).swapaxes(0, 1) for k in PACKED_ROW_KEYS}
 
 
-def unpack_tokens(x_RW, token_index_BR, response_len_B):
-    """Values at the predicting slots of one micro-batch's rows, as [B, R] (0 beyond each response)."""
+def unpack_tokens(x_RK, token_index_BR, response_len_B):
+    """Values at the response slots of one micro-batch's rows, as [B, R] (0 beyond each response)."""
     r = token_index_BR.shape[1]
     valid = jnp.arange(r)[None, :] < response_len_B[:, None]
-    return jnp.where(valid, jnp.take(x_RW.reshape(-1), token_index_BR, axis=0), 0.0)
+    return jnp.where(valid, jnp.take(x_RK.reshape(-1), token_index_BR, axis=0), 0.0)
 
 
 def _micro_tokens(model_cfg, params, batch, x, temperature):
@@ -231,17 +235,23 @@ def train_step_fn(
 
     ``batch`` keys: ``input_ids`` / ``attention_mask`` [B, P+R]; ``old_logp``, ``adv``, ``mask`` [B, R];
     optional ``ref_logp`` [B, R] (KL), ``truncated`` [B]. B must be a multiple of ``micro_batch``.
+    Without ``old_logp`` the update is *on-policy*: the old log-probs are the current params' own, taken
+    from this update's forward pass (``stop_gradient``; exact, since before this update the params are the
+    ones a scoring pass would use), and ``metrics`` gains ``tokens_logp`` / ``tokens_entropy`` [B, R]:
+    those log-probs and entropies, for the caller's records (0 outside the responses).
     A packed batch has the arrays of ``packing.pack_batch`` instead of ``input_ids`` / ``attention_mask``
     (``micro_batch`` = the plan's rows per micro-batch, ``prompt_len`` unused); each micro-batch's loss
     covers the sequences it holds (``micro_index``), so the sums are the padded step's.
     """
+
+    on_policy = "old_logp" not in batch
 
     def token_terms(logp, ent, mb, mask, key):
         entropy = ent if algo_cfg.needs_entropy else jax.lax.stop_gradient(ent)
         return algos.token_loss(
             algo_cfg,
             logp,
-            mb["old_logp"],
+            jax.lax.stop_gradient(logp) if on_policy else mb["old_logp"],
             mb.get("ref_logp"),
             entropy,
             mb["adv"],
@@ -287,6 +297,7 @@ def train_step_fn(
         return jax.tree.map(jnp.add, acc, new)
 
     zeros_g = jax.tree.map(jnp.zeros_like, state.params)
+    tokens = None  # on-policy: this forward's (log-probs, entropies) [B, R]
     if minibatch_statistics(algo_cfg):
         # Statistics over the whole mini-batch (Clip-Cov / KL-Cov covariances, top-k counts, the entropy
         # quantile), however micro-batches are formed: one forward for every token's log-prob and entropy,
@@ -295,6 +306,7 @@ def train_step_fn(
         key = jax.random.split(rng, 1)[0]
         loss_fn = lambda lp, en: token_terms(lp, en, batch, batch["mask"], key)
         (num, den, msum), vjp_fn = jax.vjp(loss_fn, logp_all, ent_all)
+        tokens = (logp_all, ent_all) if on_policy else None
         g_logp, g_ent = vjp_fn((jnp.float32(1.0), jnp.zeros_like(den), jax.tree.map(jnp.zeros_like, msum)))
         if "segment_ids" in batch:
             cot_xs, split = xs, lambda x: (x, (g_logp, g_ent))
@@ -317,20 +329,31 @@ def train_step_fn(
             if "segment_ids" in batch and algo_cfg.loss_agg_mode == "seq-mean-token-sum-norm":
                 norm_len = algo_cfg.loss_norm_len or mask.shape[1]  # B * norm_len over this micro-batch's rows
                 den = jnp.sum(batch["micro_index"] == x[1], dtype=jnp.float32) * norm_len
-            return num, (den, metrics)
+            return num, (den, metrics, (logp, ent))
 
         keys = jax.random.split(rng, n)
         grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+        packed = "segment_ids" in batch
 
         def body(carry, x):
-            g_acc, num_acc, den_acc, m_acc = carry
+            g_acc, num_acc, den_acc, m_acc, tok_acc = carry
             mb, key = x
-            (num, (den, metrics)), g = grad_fn(state.params, mb, key)
-            return (add(g_acc, g), num_acc + num, den_acc + den, add(m_acc, metrics)), None
+            (num, (den, metrics, tok)), g = grad_fn(state.params, mb, key)
+            carry = (add(g_acc, g), num_acc + num, den_acc + den, add(m_acc, metrics))
+            # on-policy: the tokens' log-probs / entropies, summed over micro-batches ([B, R], 0 outside each
+            # one's sequences) when packed, stacked per micro-batch when padded; nothing otherwise
+            if on_policy and packed:
+                return carry + (add(tok_acc, tok),), None
+            return carry + (tok_acc,), (tok if on_policy else None)
 
         m0 = jax.eval_shape(lambda: micro_loss(state.params, jax.tree.map(lambda x: x[0], xs), keys[0])[1][1])
         zeros_m = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), m0)
-        (grads, num, den, msum), _ = jax.lax.scan(body, (zeros_g, 0.0, 0.0, zeros_m), (xs, keys))
+        tok0 = None
+        if on_policy and packed:
+            tok0 = (jnp.zeros(batch["mask"].shape, jnp.float32),) * 2
+        (grads, num, den, msum, tokens), stacked = jax.lax.scan(body, (zeros_g, 0.0, 0.0, zeros_m, tok0), (xs, keys))
+        if on_policy and not packed:
+            tokens = jax.tree.map(lambda v: v.reshape(b, -1), stacked)
 
     den = jnp.maximum(den, 1e-8)
     grads = jax.tree.map(lambda g: g / den, grads)
@@ -354,6 +377,9 @@ def train_step_fn(
     )
     if lr_fn is not None:
         metrics["lr"] = lr_fn(state.step)
+    if on_policy:
+        mask = batch["mask"] > 0
+        metrics["tokens_logp"], metrics["tokens_entropy"] = (jnp.where(mask, v, 0.0) for v in tokens)
     new_state = state.replace(step=state.step + ok.astype(jnp.int32), params=params, opt_state=opt_state)
     return new_state, metrics
 

@@ -87,6 +87,18 @@ def test_resume_is_exact(full_run, tmp_path):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-6)
 
 
+def test_old_logp_from_the_first_update_matches_scoring_every_row(full_run, tmp_path):
+    """``train.reuse_first_old_logp`` (on in ``full_run``) takes the first mini-batch's old log-probs and
+    entropies from its own update instead of a scoring pass: the metrics are those of scoring every row."""
+    wd, _ = full_run
+    train(smoke(**{"train.num_steps": 2, "train.reuse_first_old_logp": False}), str(tmp_path), log=lambda *_: None)
+    for a, b in zip(read_metrics(wd / "metrics.jsonl")[:2], read_metrics(tmp_path / "metrics.jsonl"), strict=True):
+        assert set(a) == set(b)
+        for k, v in a.items():
+            if isinstance(v, float) and not k.startswith(("time", "tokens_per_s")):
+                assert abs(v - b[k]) <= 1e-5 * max(1.0, abs(v)), (a["step"], k, v, b[k])
+
+
 @pytest.mark.slow
 def test_padded_updates_match_packed_ones(full_run, tmp_path):
     """``train.packing=False`` trains on padded rows: the first step (same rollout) matches the packed run."""

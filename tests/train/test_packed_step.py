@@ -107,3 +107,35 @@ def test_packed_update_matches_padded(setup, case):
         np.testing.assert_allclose(float(mp[k]), float(ma[k]), rtol=1e-5, atol=1e-6, err_msg=k)
     for x, y in zip(jax.tree.leaves(p.params), jax.tree.leaves(a.params), strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5)
+
+
+@pytest.mark.parametrize(("case", "layout"), [(CASES[0], "padded"), (CASES[0], "packed"), (CASES[1], "packed")])
+def test_on_policy_update_takes_old_logp_from_its_own_forward(setup, case, layout):
+    """A batch without ``old_logp`` (the first mini-batch of a step) gives the update of the scored old
+    log-probs (loss, metrics, params), and returns those log-probs and entropies for the step's records."""
+    batch, params, padded, packed, plan, (old_pad, ent_pad, *_) = setup
+    algo = algos.AlgoConfig(group_size=2, **case)
+    tx = optax.sgd(1.0)
+    b, micro = (
+        (padded, MICRO)
+        if layout == "padded"
+        else (packed | {k: padded[k] for k in ("mask", "adv", "truncated")}, plan.rows)
+    )
+    b = b | {"ref_logp": old_pad + jnp.asarray(batch["ref_delta"])}
+    outs = []
+    for extra in ({"old_logp": old_pad}, {}):
+        state = TrainState(
+            step=jnp.int32(0), params=params, opt_state=tx.init(params), knobs=algos.initial_step_state(algo)
+        )
+        state = jax.tree.map(jnp.copy, state)
+        kw = dict(model_cfg=CFG, algo_cfg=algo, tx=tx, prompt_len=P, temperature=0.7, micro_batch=micro)
+        outs.append(train_step(state, b | extra, jax.random.key(1), **kw))
+    (a, ma), (p, mp) = outs
+    m = batch["mask"] > 0
+    np.testing.assert_allclose(mp.pop("tokens_logp"), np.where(m, old_pad, 0), atol=1e-5)
+    np.testing.assert_allclose(mp.pop("tokens_entropy"), np.where(m, ent_pad, 0), atol=1e-5)
+    assert set(mp) == set(ma) and float(mp["clipfrac"]) == 0.0
+    for k in ma:
+        np.testing.assert_allclose(float(mp[k]), float(ma[k]), rtol=1e-5, atol=1e-6, err_msg=k)
+    for x, y in zip(jax.tree.leaves(p.params), jax.tree.leaves(a.params), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5)

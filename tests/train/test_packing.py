@@ -4,7 +4,7 @@ few shapes; and the packed arrays of a padded batch."""
 import numpy as np
 import pytest
 
-from jaxrlvr.train.packing import bucket, pack_batch, plan_packing
+from jaxrlvr.train.packing import bucket, pack_batch, plan_packing, response_width
 
 
 def _check_plan(plan, lengths, max_tokens):
@@ -50,7 +50,10 @@ def test_pack_batch_arrays():
     am = np.array([[0, 0, 1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0, 0, 0, 0], [0, 0, 0, 1, 1, 1, 1, 1, 1]], np.int32)
     plan, a = pack_batch(ids, am, p, max_tokens=32)
     assert plan.shape == (1, 1, 32)  # 5 + 5 + 6 tokens in one row, capped by the budget
-    row_ids, seg, pos, tgt = (a[k][0] for k in ("input_ids", "segment_ids", "positions", "targets"))
+    row_ids, seg, pos, slots, tgt = (
+        a[k][0] for k in ("input_ids", "segment_ids", "positions", "resp_slots", "targets")
+    )
+    assert slots.shape == tgt.shape == (32,)  # response slots: min(bucket(9), width)
     for b in range(3):
         real = ids[b][am[b] > 0]
         o = plan.offset[b]
@@ -58,10 +61,14 @@ def test_pack_batch_arrays():
         assert len(set(seg[o : o + len(real)])) == 1 and seg[o] > 0
         np.testing.assert_array_equal(pos[o : o + len(real)], np.arange(len(real)))
         n_resp = int(am[b, p:].sum())
-        idx = a["token_index"][b, :n_resp]
-        np.testing.assert_array_equal(tgt[idx], ids[b, p : p + n_resp])  # slot idx predicts response token t
-        np.testing.assert_array_equal(row_ids[idx + 1], ids[b, p : p + n_resp])
-    assert seg[16:].max() == 0 and np.count_nonzero(tgt) == 3 + 1 + 5
+        idx = a["token_index"][b, :n_resp]  # response slot k predicts response token t ...
+        np.testing.assert_array_equal(tgt[idx], ids[b, p : p + n_resp])
+        np.testing.assert_array_equal(row_ids[slots[idx] + 1], ids[b, p : p + n_resp])  # ... from slot slots[k]
+        assert np.all(seg[slots[idx]] == seg[o])  # inside its own sequence: never a prompt of another
+    assert seg[16:].max() == 0 and np.count_nonzero(tgt) == 3 + 1 + 5 and not slots[9:].any()
+    # the output layer's slots: the rows' most response tokens on the width grid, not the row width
+    plan = plan_packing([600, 300, 900], max_tokens=2048)
+    assert plan.width == 1920 and response_width(plan, [100, 5, 200]) == 384
     bad = am.copy()
     bad[1, 6] = 1  # a hole in the response
     with pytest.raises(ValueError, match="row 1"):
