@@ -39,7 +39,7 @@ off-policy N is), then one variant per setting preset (see ``REVISITING``).
 
 import ml_collections
 
-from configs import dapo_baseline, demo, entropy_study, position_shaping, ppl_shaping
+from configs import dapo_baseline, entropy_study, position_shaping, ppl_shaping, testbed
 from configs._smoke import parse_presets
 
 # The paper presets' training set, DAPO-Math-17k: 17,917 prompts (the line count of
@@ -140,7 +140,7 @@ def variant_config(study: str, name: str, *, smoke: bool = False, steps: int | N
         raise ValueError(f"unknown variant {name!r} of study {study!r} (known: {', '.join(STUDIES[study])})")
     module, preset = STUDIES[study][name]
     paper = PAPER_CONFIGS[module].get_config(preset)
-    c = demo.get_config("smoke" if smoke else None)
+    c = testbed.get_config("smoke" if smoke else None)
     if steps is not None:
         if steps < 1:
             raise ValueError(f"steps={steps} must be >= 1")
@@ -178,7 +178,7 @@ def variant_config(study: str, name: str, *, smoke: bool = False, steps: int | N
 def sft_config(*, smoke: bool = False):
     """The shared warm start of a seed: the demo's SFT, then one RL step (the trainer needs >= 1); its
     ``checkpoints/0`` (after SFT, before RL) is every variant's ``model.init_ckpt``."""
-    c = demo.get_config("smoke" if smoke else None)
+    c = testbed.get_config("smoke" if smoke else None)
     c.train.num_steps = 1
     c.train.dump_rollouts_every = 0
     c.checkpoint.keep = 4
@@ -193,7 +193,7 @@ def study_config(study: str, *, smoke: bool = False, steps: int | None = None):
     s.config_file = __file__
     s.variants = list(STUDIES[study])
     s.smoke = smoke
-    s.steps = steps if steps is not None else (demo.get_config("smoke" if smoke else None).train.num_steps)
+    s.steps = steps if steps is not None else (testbed.get_config("smoke" if smoke else None).train.num_steps)
     s.claims = [dict(c) for c in CLAIMS[study]]
     return s
 
