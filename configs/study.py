@@ -40,6 +40,7 @@ off-policy N is), then one variant per setting preset (see ``REVISITING``).
 import ml_collections
 
 from configs import dapo_baseline, entropy_study, position_shaping, ppl_shaping, testbed
+from configs import study_claims
 from configs._smoke import parse_presets
 
 # The paper presets' training set, DAPO-Math-17k: 17,917 prompts (the line count of
@@ -53,76 +54,40 @@ PAPER_CONFIGS = {
     "entropy_study": entropy_study,
 }
 
-# variant name -> (paper config module, its preset argument)
+# The testbed's initial mean token entropy (nats/token), measured on the baseline's first RL step in the pilot
+# (docs/study.md, "Pilot"), and the paper's: Revisiting App. E.2, "set to the entropy of the LLM on responses to
+# 1,000 randomly sampled training prompts before training, which equals 0.3657", next to the 0.2 target of
+# Ada-Ent-Reg and Pos-Adv-Reweight (Entropy-guided). The paper's 0.2 is 0.2 / 0.3657 = 0.547 of its model's
+# initial entropy; the study keeps that fraction of the testbed's (ENTROPY_TARGET).
+TESTBED_INITIAL_ENTROPY = 0.45
+PAPER_INITIAL_ENTROPY = 0.3657
+ENTROPY_TARGET = round(0.2 / PAPER_INITIAL_ENTROPY * TESTBED_INITIAL_ENTROPY, 4)
+
+# variant -> (paper config module, its preset argument, overrides (ours; each says why in docs/study.md))
+_G1 = {"train.position_window": (0, -1)}  # Fig. 7's ablation: the bonus over the whole run, not a window
 DECOMPOSING = {
-    "baseline": ("dapo_baseline", ""),
-    "ppl": ("ppl_shaping", ""),
-    "ppl_inverse": ("ppl_shaping", "inverse"),
-    "position_late": ("position_shaping", ""),
-    "position_early": ("position_shaping", "reverse"),
+    "baseline": ("dapo_baseline", "", {}),
+    "ppl": ("ppl_shaping", "", {}),
+    "ppl_inverse": ("ppl_shaping", "inverse", {}),
+    "position_late": ("position_shaping", "", {}),
+    "position_late_g1": ("position_shaping", "gamma_ablation", _G1),
+    "position_early_g1": ("position_shaping", "gamma_ablation,reverse", _G1),
 }
-# clip_standard is the default (the baseline); offpolicy=N is not in the grid of issue 19; pos_adv is
-# expanded into its three schedules. A setting added to entropy_study joins the grid by itself.
-_REVISITING_SETTINGS = sorted(set(entropy_study.SETTINGS) - {"clip_standard", "offpolicy", "pos_adv"})
+# Only the settings a claim in configs/study_claims.py needs (issue 27: trim the grid to the claims).
 REVISITING = {
-    "baseline": ("entropy_study", ""),
-    **{name: ("entropy_study", name) for name in _REVISITING_SETTINGS},
-    **{f"pos_adv_{m}": ("entropy_study", f"pos_adv={m}") for m in ("stage", "epoch", "entropy")},
+    "baseline": ("entropy_study", "", {}),
+    "offpolicy_1": ("entropy_study", "offpolicy=1", {}),
+    **{n: ("entropy_study", n, {}) for n in ("clip_higher", "clip_lower", "clip_tighter", "clip_free")},
+    "entropy_adaptive": ("entropy_study", "entropy_adaptive", {"algo.entropy_target": ENTROPY_TARGET}),
+    **{n: ("entropy_study", n, {}) for n in ("clip_cov", "kl_cov", "entropy_adv", "rand_pos_clip")},
+    **{n: ("entropy_study", n, {}) for n in ("non_negative", "non_positive")},
+    "pos_adv_stage": ("entropy_study", "pos_adv=stage", {}),
+    "pos_adv_epoch": ("entropy_study", "pos_adv=epoch", {}),
+    "pos_adv_entropy": ("entropy_study", "pos_adv=entropy", {"algo.pos_adv_target": ENTROPY_TARGET}),
+    "data_subset": ("entropy_study", "", {"data.synthetic_train": 600}),
 }
 STUDIES = {"decomposing": DECOMPOSING, "revisiting": REVISITING}
-
-# The paper claims each study tests: variant ``a`` vs variant ``b`` on a metric of jaxrlvr.analysis.study
-# (``accuracy_after`` = held-out accuracy after RL, ``entropy_final`` = mean token entropy over the last
-# 10% of steps), ``expect`` = ">" (a above b) or "<". ``where`` points into the paper; the direction is our
-# reading of the paper's text where it says "our reading".
-_DEC = "Decomposing the Entropy-Performance Exchange (arXiv 2508.02260)"
-_REV = "Revisiting Entropy in RL for Large Reasoning Models (arXiv 2511.05993)"
-CLAIMS = {
-    "decomposing": [
-        dict(a="ppl", b="baseline", metric="accuracy_after", expect=">", paper=_DEC,
-             where="PPL-based advantage shaping (Eq. 7 + 9) improves on the DAPO baseline"),
-        dict(a="ppl", b="ppl_inverse", metric="accuracy_after", expect=">", paper=_DEC,
-             where="the inverse-sign ablation of PPL shaping does worse"),
-        dict(a="position_late", b="baseline", metric="accuracy_after", expect=">", paper=_DEC,
-             where="position-based shaping (Eq. 8 + 10) improves on the DAPO baseline"),
-        dict(a="position_late", b="position_early", metric="accuracy_after", expect=">", paper=_DEC,
-             where="favouring late positions beats favouring early ones (our reading of the direction ablation)"),
-        dict(a="position_early", b="position_late", metric="length_final", expect="<", paper=_DEC,
-             where="the reversed position bonus (favouring early tokens) gives shorter responses (issue 19's reading)"),
-        dict(a="position_early", b="baseline", metric="length_final", expect="<", paper=_DEC,
-             where="the reversed position bonus shortens responses against the baseline (issue 19's reading)"),
-    ],
-    "revisiting": [
-        dict(a="clip_higher", b="baseline", metric="entropy_final", expect=">", paper=_REV,
-             where="clipping thresholds: a wider upper clip keeps entropy higher"),
-        dict(a="clip_lower", b="baseline", metric="entropy_final", expect="<", paper=_REV,
-             where="clipping thresholds: a wider lower clip lowers entropy (our reading)"),
-        dict(a="non_negative", b="baseline", metric="entropy_final", expect="<", paper=_REV,
-             where="positive-advantage tokens drive entropy collapse: training on them alone collapses faster"),
-        dict(a="non_positive", b="baseline", metric="entropy_final", expect=">", paper=_REV,
-             where="positive-advantage tokens drive entropy collapse: without them entropy stays higher"),
-        dict(a="entropy_reg", b="baseline", metric="entropy_final", expect=">", paper=_REV,
-             where="entropy regularisation (fixed coefficient) keeps entropy higher"),
-        dict(a="entropy_adaptive", b="baseline", metric="entropy_final", expect=">", paper=_REV,
-             where="adaptive entropy regularisation keeps entropy higher"),
-        dict(a="clip_cov", b="baseline", metric="entropy_final", expect=">", paper=_REV,
-             where="Clip-Cov (Cui et al.) keeps entropy higher"),
-        dict(a="kl_cov", b="baseline", metric="entropy_final", expect=">", paper=_REV,
-             where="KL-Cov (Cui et al.) keeps entropy higher"),
-        dict(a="entropy_adv", b="baseline", metric="entropy_final", expect=">", paper=_REV,
-             where="Entropy-Adv (Cheng et al.), an entropy-control method, keeps entropy higher"),
-        *[
-            dict(a=f"pos_adv_{m}", b="baseline", metric="entropy_final", expect=">", paper=_REV,
-                 where=f"Positive-Advantage Reweighting ({m} schedule) regulates entropy upwards")
-            for m in ("stage", "epoch", "entropy")
-        ],
-        *[
-            dict(a=f"pos_adv_{m}", b="baseline", metric="accuracy_after", expect=">", paper=_REV,
-                 where=f"Positive-Advantage Reweighting ({m}) keeps or improves accuracy (our reading: '>')")
-            for m in ("stage", "epoch", "entropy")
-        ],
-    ],
-}  # fmt: skip
+CLAIMS_FILE = "configs/study_claims.py"
 
 
 def _scale_window(window, factor: float):
@@ -138,7 +103,7 @@ def variant_config(study: str, name: str, *, smoke: bool = False, steps: int | N
         raise ValueError(f"unknown study {study!r} (known: {', '.join(STUDIES)})")
     if name not in STUDIES[study]:
         raise ValueError(f"unknown variant {name!r} of study {study!r} (known: {', '.join(STUDIES[study])})")
-    module, preset = STUDIES[study][name]
+    module, preset, overrides = STUDIES[study][name]
     paper = PAPER_CONFIGS[module].get_config(preset)
     c = testbed.get_config("smoke" if smoke else None)
     if steps is not None:
@@ -172,6 +137,11 @@ def variant_config(study: str, name: str, *, smoke: bool = False, steps: int | N
     c.optim.total_steps = n * updates * c.train.ppo_epochs
     paper_epochs = -(-paper.train.num_steps * paper.rollout.prompts_per_step // PAPER_TRAIN_PROMPTS)
     c.train.schedule_epochs = max(2, paper_epochs)
+    for key, value in overrides.items():
+        section, field = key.split(".")
+        c[section][field] = value
+    if smoke and "data.synthetic_train" in overrides:
+        c.data.synthetic_train = min(c.data.synthetic_train, 100)
     return c
 
 
@@ -194,7 +164,8 @@ def study_config(study: str, *, smoke: bool = False, steps: int | None = None):
     s.variants = list(STUDIES[study])
     s.smoke = smoke
     s.steps = steps if steps is not None else (testbed.get_config("smoke" if smoke else None).train.num_steps)
-    s.claims = [dict(c) for c in CLAIMS[study]]
+    s.claims = [dict(c) for c in study_claims.CLAIMS if c["paper"] == study]
+    s.claims_file = CLAIMS_FILE
     return s
 
 

@@ -34,7 +34,6 @@ def get_config(arg: str | None = None):
     c.train.dump_rollouts_every = 0
     if smoke:
         c.rollout.max_new_tokens = 24
-        c.sft.seq_len = 64
         return c
     c.data.heldout = 200
     c.data.heldout_samples = 4

@@ -13,8 +13,9 @@ on the *testbed teacher* has real choices to make, of different lengths and reli
 - ``check``: ``steps`` then a re-check line ``, check 85-38=47`` (45-70 characters), with a lower
   ``check_step_error`` and no wrong final value: the longest and most reliable.
 
-Problems mix three difficulties: ``a+b`` with 2-digit operands, with 3-digit operands, and ``a+b+c`` with
-2-digit operands. The prompt is the bare expression (``47+38``). Every number is drawn from a seed; nothing
+Problems mix two difficulties: ``a+b`` (70%) and ``a+b+c`` (30%) with 2-digit operands (``a+b`` with 3-digit
+operands, ``add3d``, is available but off: in the first pilot the tiny model could not learn it in the SFT
+warm start, and held-out accuracy before RL was 0.01). The prompt is the bare expression (``47+38``). Every number is drawn from a seed; nothing
 is downloaded. Rows carry ``task = "testbed"`` so that :func:`jaxrlvr.data.synthetic.noisy_solution` writes
 this teacher's solutions for the SFT warm start.
 """
@@ -31,8 +32,8 @@ TASK = "testbed"
 class TestbedConfig:
     """The teacher's and the problems' parameters (docs/study.md, "The testbed task", says why each value)."""
 
-    styles: tuple[tuple[str, float], ...] = (("guess", 0.4), ("steps", 0.45), ("check", 0.15))
-    kinds: tuple[tuple[str, float], ...] = (("add2", 0.4), ("add3d", 0.35), ("add3", 0.25))
+    styles: tuple[tuple[str, float], ...] = (("guess", 0.3), ("steps", 0.5), ("check", 0.2))
+    kinds: tuple[tuple[str, float], ...] = (("add2", 0.7), ("add3", 0.3), ("add3d", 0.0))
     guess_correct: float = 0.3
     step_error: float = 0.06
     answer_error: float = 0.1
