@@ -1,4 +1,4 @@
-"""A replication study at CPU scale: every method of both papers on the embedded demo task (issue 19).
+"""The study of issue 27 at CPU scale: the methods both papers' claims need, on the testbed task.
 
 Two kinds of ``get_config`` argument:
 
@@ -8,39 +8,37 @@ Two kinds of ``get_config`` argument:
   ``scripts/train.py``, which is how ``scripts/study.py`` starts every run (``--config.seed=S``, and the
   shared SFT warm start via ``--config.model.init_ckpt=... --config.sft.steps=0``).
 
-A variant is ``configs/demo.py`` (tiny char model, SFT warm start, GRPO on 2-digit additions) with the
-algorithm settings of a paper preset applied. They are *derived* from the paper config files
-(``dapo_baseline``, ``ppl_shaping``, ``position_shaping``, ``entropy_study``), never re-typed, so a fix to a
-preset flows into the study. Scaling down (our choice, one rule per setting):
+A variant is ``configs/testbed.py`` (the demo's tiny char model, SFT warm start on a teacher with several
+solution styles, GRPO on free-length additions; docs/study.md) with the algorithm settings of a paper
+preset applied. They are *derived* from the paper config files (``dapo_baseline``, ``ppl_shaping``,
+``position_shaping``, ``entropy_study``), never re-typed, so a fix to a preset flows into the study.
+Scaling down (our choice, one rule per setting):
 
 - copied as they are: the whole ``algo`` section (clip range, loss variant, aggregation, shaping and
   entropy-control coefficients and targets), ``train.ppo_epochs``, ``train.position_auto``, the rollout
   temperature / top-p and whether DAPO overlong shaping is on, the schedule *shape* (constant / cosine);
-- kept from the demo: model, data, SFT, prompts per step (16), G (8; the papers use 8 / 16), max response
-  (40 tokens), overlong buffer, learning rate, warmup and weight decay (the papers' 1e-6 is for 7B models);
+- kept from the testbed: model, data, SFT, prompts per step (16), G (8; the papers use 8 / 16), max response
+  (128 tokens), overlong buffer (32), learning rate, warmup and weight decay (the papers' 1e-6 is for 7B models);
 - optimizer updates per rollout batch ``U = paper prompts_per_step / paper mini_batch_prompts`` (16 for
-  the Decomposing baseline, the off-policy N of Revisiting) are kept, capped at the demo's prompts per step:
-  ``train.mini_batch_prompts = demo prompts_per_step / U``;
-- RL steps: the demo's (150, or ``steps=N``); shaping windows ``(start, length)`` scale by
+  the Decomposing baseline, the off-policy N of Revisiting) are kept, capped at the testbed's prompts per step:
+  ``train.mini_batch_prompts = testbed prompts_per_step / U``;
+- RL steps: the testbed's (150, or ``steps=N``); shaping windows ``(start, length)`` scale by
   ``steps / paper num_steps`` (e.g. position shaping (200, 100) of 500 -> (60, 30) of 150), and the cosine
   schedule's ``optim.total_steps`` = steps x U x ppo_epochs;
 - epochs, for the epoch-wise Pos-Adv schedule: the paper run's number of passes over its training set
   (``paper num_steps x prompts_per_step / PAPER_TRAIN_PROMPTS``, rounded up: 8 for ``entropy_study``) is
-  kept as ``train.schedule_epochs`` (the run split into that many equal phases). Without it the demo's 150
+  kept as ``train.schedule_epochs`` (the run split into that many equal phases). Without it the testbed's 150
   steps x 16 prompts = 0.4 passes over its 6000 problems would stay in epoch 1, where the schedule's
   lambda is 0 for the whole run (the variant would be ``non_positive``).
 
-Variants. ``decomposing`` (arXiv 2508.02260): ``baseline`` (DAPO), ``ppl`` (alpha = 0.01), ``ppl_inverse``
-(alpha = -0.01), ``position_late`` (the position-shaping preset's default: the bonus grows towards late
-positions), ``position_early`` (its ``reverse``: direction = -1, towards early positions; our reading of
-"early"). ``revisiting`` (arXiv 2511.05993): ``baseline`` (the entropy_study default preset, whatever its
-off-policy N is), then one variant per setting preset (see ``REVISITING``).
+Variants: only those a claim of ``configs/study_claims.py`` needs (``DECOMPOSING``, ``REVISITING``); a variant
+may add overrides of its own (ours, said where they are set): the gamma = 1.0 position ablation over the
+whole run, the scaled entropy targets (``ENTROPY_TARGET``), the 600-problem data subset.
 """
 
 import ml_collections
 
-from configs import dapo_baseline, entropy_study, position_shaping, ppl_shaping, testbed
-from configs import study_claims
+from configs import dapo_baseline, entropy_study, position_shaping, ppl_shaping, study_claims, testbed
 from configs._smoke import parse_presets
 
 # The paper presets' training set, DAPO-Math-17k: 17,917 prompts (the line count of
@@ -54,14 +52,18 @@ PAPER_CONFIGS = {
     "entropy_study": entropy_study,
 }
 
-# The testbed's initial mean token entropy (nats/token), measured on the baseline's first RL step in the pilot
-# (docs/study.md, "Pilot"), and the paper's: Revisiting App. E.2, "set to the entropy of the LLM on responses to
-# 1,000 randomly sampled training prompts before training, which equals 0.3657", next to the 0.2 target of
-# Ada-Ent-Reg and Pos-Adv-Reweight (Entropy-guided). The paper's 0.2 is 0.2 / 0.3657 = 0.547 of its model's
-# initial entropy; the study keeps that fraction of the testbed's (ENTROPY_TARGET).
-TESTBED_INITIAL_ENTROPY = 0.45
+# Revisiting's 0.2-nat targets (Ada-Ent-Reg, Pos-Adv-Reweight Entropy-guided) against its model's initial entropy,
+# App. E.2: "set to the entropy of the LLM on responses to 1,000 randomly sampled training prompts before
+# training, which equals 0.3657". 0.2 is ENTROPY_FRACTION = 0.547 of it; the study keeps that fraction of each
+# seed's own initial entropy: scripts/study.py reads the mean token entropy of the seed's SFT run's RL step
+# (the warm-started policy's rollouts, 16 prompts x 8) and passes ENTROPY_FRACTION x it to the variants of
+# SCALED_TARGETS. ENTROPY_TARGET (with TESTBED_INITIAL_ENTROPY, a typical testbed value) is the default of
+# a variant run by hand, outside the study.
 PAPER_INITIAL_ENTROPY = 0.3657
-ENTROPY_TARGET = round(0.2 / PAPER_INITIAL_ENTROPY * TESTBED_INITIAL_ENTROPY, 4)
+ENTROPY_FRACTION = 0.2 / PAPER_INITIAL_ENTROPY
+TESTBED_INITIAL_ENTROPY = 0.55
+ENTROPY_TARGET = round(ENTROPY_FRACTION * TESTBED_INITIAL_ENTROPY, 4)
+SCALED_TARGETS = {"entropy_adaptive": "algo.entropy_target", "pos_adv_entropy": "algo.pos_adv_target"}
 
 # variant -> (paper config module, its preset argument, overrides (ours; each says why in docs/study.md))
 _G1 = {"train.position_window": (0, -1)}  # Fig. 7's ablation: the bonus over the whole run, not a window
@@ -97,7 +99,7 @@ def _scale_window(window, factor: float):
 
 
 def variant_config(study: str, name: str, *, smoke: bool = False, steps: int | None = None):
-    """The training config of one variant: the demo with the paper preset's algorithm settings (module
+    """The training config of one variant: the testbed with the paper preset's algorithm settings (module
     docstring: what is copied, kept and scaled)."""
     if study not in STUDIES:
         raise ValueError(f"unknown study {study!r} (known: {', '.join(STUDIES)})")
@@ -121,7 +123,7 @@ def variant_config(study: str, name: str, *, smoke: bool = False, steps: int | N
     updates = min(updates, c.rollout.prompts_per_step)
     if c.rollout.prompts_per_step % updates:
         raise ValueError(
-            f"{module}:{preset} makes {updates} updates per rollout batch, which does not divide the demo's "
+            f"{module}:{preset} makes {updates} updates per rollout batch, which does not divide the testbed's "
             f"{c.rollout.prompts_per_step} prompts per step"
         )
     c.train.mini_batch_prompts = c.rollout.prompts_per_step // updates
@@ -146,7 +148,7 @@ def variant_config(study: str, name: str, *, smoke: bool = False, steps: int | N
 
 
 def sft_config(*, smoke: bool = False):
-    """The shared warm start of a seed: the demo's SFT, then one RL step (the trainer needs >= 1); its
+    """The shared warm start of a seed: the testbed's SFT, then one RL step (the trainer needs >= 1); its
     ``checkpoints/0`` (after SFT, before RL) is every variant's ``model.init_ckpt``."""
     c = testbed.get_config("smoke" if smoke else None)
     c.train.num_steps = 1
@@ -166,6 +168,8 @@ def study_config(study: str, *, smoke: bool = False, steps: int | None = None):
     s.steps = steps if steps is not None else (testbed.get_config("smoke" if smoke else None).train.num_steps)
     s.claims = [dict(c) for c in study_claims.CLAIMS if c["paper"] == study]
     s.claims_file = CLAIMS_FILE
+    s.scaled_targets = {v: f for v, f in SCALED_TARGETS.items() if v in STUDIES[study]}
+    s.entropy_fraction = ENTROPY_FRACTION
     return s
 
 

@@ -51,10 +51,28 @@ def _train_cmd(config_path: str, preset: str, seed: int, workdir: pathlib.Path, 
     ]  # fmt: skip
 
 
-def _run(cmd: list[str], workdir: pathlib.Path) -> tuple[str, int, float]:
-    """Runs one training subprocess unless ``workdir`` already has a summary.json: (status, rc, seconds)."""
+def initial_entropy(sft_dir: pathlib.Path) -> float:
+    """The mean token entropy of the SFT run's RL step: the warm-started policy's own rollouts."""
+    with open(sft_dir / "metrics.jsonl") as f:
+        return float(json.loads(f.readline())["entropy"])
+
+
+def _with_target(cmd: list[str], field: str, fraction: float, sft_dir: pathlib.Path):
+    """A command built at start time with ``--config.<field>=fraction x the seed's initial entropy``."""
+
+    def build():
+        target = fraction * initial_entropy(sft_dir)
+        return [*cmd[:-1], f"--config.{field}={target:.6g}", cmd[-1]]
+
+    return build
+
+
+def _run(cmd, workdir: pathlib.Path) -> tuple[str, int, float]:
+    """Runs one training subprocess (``cmd`` a list, or a function returning it) unless ``workdir`` already
+    has a summary.json: (status, rc, seconds)."""
     if (workdir / "summary.json").is_file():
         return "done", 0, 0.0
+    cmd = cmd() if callable(cmd) else cmd
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     with open(workdir / "train.log", "a") as log:
@@ -120,7 +138,7 @@ def _register(results: pathlib.Path, claims_file: str) -> dict:
         return manifest
     manifest = {
         "git_commit": commit, "claims_file": claims_file, "claims_sha256": sha,
-        "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }  # fmt: skip
     results.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -189,7 +207,11 @@ def main(argv=None) -> int:
         for n, v in todo:
             wd = out / n / v / f"seed_{s}"
             vp = ",".join(a for a in [f"variant={n}/{v}", mods] if a)
-            runs.append((f"{n}/{v}/seed_{s}", _train_cmd(config_path, vp, s, wd, init), wd, f"_sft/seed_{s}"))
+            cmd = _train_cmd(config_path, vp, s, wd, init)
+            if v in specs[n].scaled_targets:  # built when the run starts: the seed's SFT entropy is known then
+                field, frac = specs[n].scaled_targets[v], specs[n].entropy_fraction
+                cmd = _with_target(cmd, field, frac, sft[s])
+            runs.append((f"{n}/{v}/seed_{s}", cmd, wd, f"_sft/seed_{s}"))
             where[f"{n}/{v}/seed_{s}"] = (n, v, s, wd)
         per_seed.append(((f"_sft/seed_{s}", _train_cmd(config_path, preset, s, sft[s]), sft[s], None), runs))
     # order: SFT 0, SFT 1, seed 0's runs, SFT 2, seed 1's runs, ...: no job slot waits for a warm start
@@ -198,6 +220,8 @@ def main(argv=None) -> int:
         if i + 1 < len(per_seed):
             jobs.append(per_seed[i + 1][0])
         jobs.extend(runs)
+    claims = [dict(c, study=n) for n, s in specs.items() for c in s.claims]
+    extra = {"config": args.config, "seeds": seeds, "smoke": args.smoke}
     status = {}
     if jobs and not args.report_only:
         if not args.smoke:
@@ -214,16 +238,20 @@ def main(argv=None) -> int:
             if name in where:
                 n, v, s, wd = where[name]
                 record_run(results, n, v, s, wd)
+                try:  # the report is rebuilt after every run, so that the committed results stay consistent
+                    line = write_report(results, grids, claims, extra)["summary"]
+                    if not args.smoke and results == (ROOT / "docs" / "study").absolute():
+                        _update_readme(line)
+                except Exception as e:  # noqa: BLE001 (a report error must not stop the grid)
+                    log(f"warning: report not rebuilt after {name}: {e!r}")
 
         status = _run_all(jobs, args.jobs, log, on_done)
     wall = time.time() - t0
-    claims = [dict(c, study=n) for n, s in specs.items() for c in s.claims]
-    extra = {"config": args.config, "seeds": seeds, "smoke": args.smoke}
     report = write_report(results, grids, claims, extra)
     for c in report["claims"]:
         metric = c["metric"] + (f"/{c['metric_b']}" if c.get("metric_b") else "")
-        print(f"{c['study']}: {c['a']} vs {c['b']} on {metric}, expect {c['expect']}: "
-              f"a - b = {c['estimate']:.4g} over {c['n']} seeds (p Holm {c['p_holm']:.3g}) -> {c['verdict']}")  # fmt: skip
+        head = f"{c['study']}: {c['a']} vs {c['b']} on {metric}, expect {c['expect']}"
+        print(f"{head}: a - b = {c['estimate']:.4g} over {c['n']} seeds (p Holm {c['p_holm']:.3g}) -> {c['verdict']}")
     print(report["summary"])
     if not args.smoke and results == (ROOT / "docs" / "study").absolute():
         _update_readme(report["summary"])

@@ -281,7 +281,7 @@ def markdown_report(study: str, table: Mapping, claims: Sequence[Mapping]) -> st
     for c in claims:
         metric = c["metric"] + (f" vs {c['metric_b']}" if c.get("metric_b") else "")
         lines.append(
-            f"| \"{c['quote']}\" ({c['section']}) | {c['a']} vs {c['b']} | {metric} | {c['expect']} | {c['n']} | "
+            f'| "{c["quote"]}" ({c["section"]}) | {c["a"]} vs {c["b"]} | {metric} | {c["expect"]} | {c["n"]} | '
             f"{_fmt(c['estimate'])} [{_fmt(c['interval'][0])}, {_fmt(c['interval'][1])}] | {_fmt(c['p'])} | "
             f"{_fmt(c['p_holm'])} | {_fmt(c['margin'])} | {_fmt(c['mde'])} | **{c['verdict']}** |"
         )

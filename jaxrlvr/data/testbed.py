@@ -13,11 +13,11 @@ on the *testbed teacher* has real choices to make, of different lengths and reli
 - ``check``: ``steps`` then a re-check line ``, check 85-38=47`` (45-70 characters), with a lower
   ``check_step_error`` and no wrong final value: the longest and most reliable.
 
-Problems mix two difficulties: ``a+b`` (70%) and ``a+b+c`` (30%) with 2-digit operands (``a+b`` with 3-digit
+Problems mix two difficulties: ``a+b`` (80%) and ``a+b+c`` (20%) with 2-digit operands (``a+b`` with 3-digit
 operands, ``add3d``, is available but off: in the first pilot the tiny model could not learn it in the SFT
-warm start, and held-out accuracy before RL was 0.01). The prompt is the bare expression (``47+38``). Every number is drawn from a seed; nothing
-is downloaded. Rows carry ``task = "testbed"`` so that :func:`jaxrlvr.data.synthetic.noisy_solution` writes
-this teacher's solutions for the SFT warm start.
+warm start, and held-out accuracy before RL was 0.01). The prompt is the bare expression (``47+38``).
+Every number is drawn from a seed; nothing is downloaded. Rows carry ``task = "testbed"`` so that
+:func:`jaxrlvr.data.synthetic.noisy_solution` writes this teacher's solutions for the SFT warm start.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ TASK = "testbed"
 class TestbedConfig:
     """The teacher's and the problems' parameters (docs/study.md, "The testbed task", says why each value)."""
 
-    styles: tuple[tuple[str, float], ...] = (("guess", 0.3), ("steps", 0.5), ("check", 0.2))
-    kinds: tuple[tuple[str, float], ...] = (("add2", 0.7), ("add3", 0.3), ("add3d", 0.0))
+    styles: tuple[tuple[str, float], ...] = (("guess", 0.25), ("steps", 0.5), ("check", 0.25))
+    kinds: tuple[tuple[str, float], ...] = (("add2", 0.8), ("add3", 0.2), ("add3d", 0.0))
     guess_correct: float = 0.3
     step_error: float = 0.06
     answer_error: float = 0.1
@@ -58,7 +58,7 @@ DEFAULT = TestbedConfig()
 
 
 def _pick(rng: random.Random, table) -> str:
-    names, weights = zip(*table)
+    names, weights = zip(*table, strict=True)
     return rng.choices(names, weights)[0]
 
 
