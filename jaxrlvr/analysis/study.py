@@ -211,6 +211,43 @@ def variant_table(rows: Sequence[Mapping], study: str) -> dict:
     return table
 
 
+# The testbed's required characteristics (issue 27), read from the baseline's rows: name -> (column, test, text)
+CHARACTERISTICS = {
+    "initial entropy >= 0.3 nats": ("entropy_initial", lambda x: x >= 0.3),
+    "held-out accuracy before RL in [0.2, 0.6]": ("accuracy_before", lambda x: 0.2 <= x <= 0.6),
+    "entropy falls to <= 0.5 of its start": ("entropy_ratio", lambda x: x <= 0.5),
+    "the stage detector finds a plateau": ("plateau_step", lambda x: math.isfinite(x)),
+    "mean length changes by >= 15%": ("length_change", lambda x: abs(x) >= 0.15),
+    "clip fraction >= 1%": ("clipfrac", lambda x: x >= 0.01),
+}
+
+
+def characteristics(rows: Sequence[Mapping], study: str = "revisiting", variant: str = "baseline") -> list[dict]:
+    """Each characteristic of :data:`CHARACTERISTICS` on ``study``/``variant``'s rows: ``column``, the
+    per-seed ``values``, ``mean`` and ``met`` (every seed meets it; None without rows)."""
+    mine = sorted((r for r in rows if r["study"] == study and r["variant"] == variant), key=lambda r: r["seed"])
+    out = []
+    for name, (col, test) in CHARACTERISTICS.items():
+        vals = [float(r[col]) for r in mine]
+        finite = [v for v in vals if math.isfinite(v)]
+        out.append({
+            "characteristic": name, "column": col, "values": vals,
+            "mean": float(np.mean(finite)) if finite else math.nan,
+            "met": all(test(v) for v in vals) if vals else None,
+        })  # fmt: skip
+    return out
+
+
+def characteristics_table(found: Sequence[Mapping], label: str) -> str:
+    lines = [f"Testbed characteristics (issue 27) on {label}, per seed:", "",
+             "| characteristic | runs.csv column | per seed | met by every seed |", "|---|---|---|---|"]  # fmt: skip
+    for c in found:
+        met = "-" if c["met"] is None else ("yes" if c["met"] else "**no**")
+        lines.append(f"| {c['characteristic']} | `{c['column']}` | {', '.join(_fmt(v) for v in c['values']) or '-'} "
+                     f"| {met} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------------------------------------- report
 def read_curves(results, study: str, variant: str, seeds: Sequence[int]) -> list[dict]:
     out = []
@@ -308,16 +345,21 @@ def write_report(results, studies: Mapping[str, Sequence[str]], claims: Sequence
     rows = read_rows(results)
     judged = judge_claims(rows, claims)
     payload = {"claims": judged, **dict(extra or {})}
-    (results / "verdicts.json").write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
     figures = []
     for study, variants in studies.items():
         full = variant_table(rows, study)
         table = {v: full[v] for v in variants if v in full}
         mine = [c for c in judged if c["study"] == study]
-        (results / f"{study}.md").write_text(markdown_report(study, table, mine))
+        text = markdown_report(study, table, mine)
+        if "baseline" in variants:
+            found = characteristics(rows, study)
+            payload.setdefault("testbed_characteristics", {})[study] = found
+            text += "\n" + characteristics_table(found, f"{study}/baseline")
+        (results / f"{study}.md").write_text(text)
         if table:
             for key in FIGURES:
                 figures.append(save(curve_figure(results, study, table, key), results / f"{study}_{key}.png").name)
+    (results / "verdicts.json").write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
     line = summary_line(judged)
     (results / "summary.md").write_text(line + "\n")
     return {"claims": judged, "figures": figures, "summary": line, "rows": len(rows)}

@@ -106,8 +106,33 @@ def test_scaled_entropy_targets_come_from_the_seeds_sft_entropy(tmp_path):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     s = study.get_config("revisiting")
-    assert s.scaled_targets.to_dict() == {"entropy_adaptive": "algo.entropy_target", "pos_adv_entropy": "algo.pos_adv_target"}
+    want = {"entropy_adaptive": "algo.entropy_target", "pos_adv_entropy": "algo.pos_adv_target"}
+    assert s.scaled_targets.to_dict() == want
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "entropy": 0.5}) + "\n")
     build = script._with_target(["python", "train.py", "--workdir=x"], "algo.pos_adv_target", s.entropy_fraction,
                                 tmp_path)  # fmt: skip
     assert build() == ["python", "train.py", f"--config.algo.pos_adv_target={0.5 * 0.2 / 0.3657:.6g}", "--workdir=x"]
+
+
+def test_the_registered_claims_are_older_than_the_runs():
+    """docs/study/manifest.json: the claims file at the registered commit hashes to claims_sha256, and that
+    commit is older than the study's first run (issue 27, "registered before the runs")."""
+    import datetime
+    import hashlib
+    import json
+    import subprocess
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    path = root / "docs" / "study" / "manifest.json"
+    if not path.is_file():
+        pytest.skip("no registered study")
+    m = json.loads(path.read_text())
+    try:
+        text = subprocess.run(["git", "show", f"{m['git_commit']}:{m['claims_file']}"], cwd=root, check=True,
+                              capture_output=True).stdout  # fmt: skip
+        when = subprocess.run(["git", "log", "-1", "--format=%cI", m["git_commit"]], cwd=root, check=True,
+                              capture_output=True, text=True).stdout.strip()  # fmt: skip
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        pytest.skip("no git history here")
+    assert hashlib.sha256(text).hexdigest() == m["claims_sha256"]
+    assert datetime.datetime.fromisoformat(when) < datetime.datetime.fromisoformat(m["started_at"])

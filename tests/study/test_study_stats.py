@@ -67,3 +67,16 @@ def test_family_verdicts():
     assert got[4]["mde"] > 0.3  # noisy: only a large effect would be seen at 5 seeds
     missing = S.judge_family([dict(expect="greater")], [[]], [0.1])
     assert missing[0]["verdict"] == S.NOT_RUN
+
+
+def test_testbed_characteristics_from_rows():
+    from jaxrlvr.analysis.study import characteristics
+
+    base = dict(study="revisiting", variant="baseline", entropy_initial=0.55, accuracy_before=0.3, entropy_ratio=0.4,
+                plateau_step=60.0, length_change=0.2, clipfrac=0.02)  # fmt: skip
+    rows = [dict(base, seed=0), dict(base, seed=1, accuracy_before=0.1, plateau_step=float("nan"))]
+    got = {c["column"]: c for c in characteristics(rows)}
+    assert got["entropy_initial"]["met"] and got["clipfrac"]["met"] and got["length_change"]["met"]
+    assert got["accuracy_before"]["met"] is False and got["accuracy_before"]["values"] == [0.3, 0.1]
+    assert got["plateau_step"]["met"] is False  # one seed without a plateau
+    assert all(c["met"] is None for c in characteristics([]))
