@@ -1,4 +1,4 @@
-"""A replication study at CPU scale: every method of both papers on the embedded demo task (issue 19).
+"""The study of issue 27 at CPU scale: the methods both papers' claims need, on the testbed task.
 
 Two kinds of ``get_config`` argument:
 
@@ -8,38 +8,37 @@ Two kinds of ``get_config`` argument:
   ``scripts/train.py``, which is how ``scripts/study.py`` starts every run (``--config.seed=S``, and the
   shared SFT warm start via ``--config.model.init_ckpt=... --config.sft.steps=0``).
 
-A variant is ``configs/demo.py`` (tiny char model, SFT warm start, GRPO on 2-digit additions) with the
-algorithm settings of a paper preset applied. They are *derived* from the paper config files
-(``dapo_baseline``, ``ppl_shaping``, ``position_shaping``, ``entropy_study``), never re-typed, so a fix to a
-preset flows into the study. Scaling down (our choice, one rule per setting):
+A variant is ``configs/testbed.py`` (the demo's tiny char model, SFT warm start on a teacher with several
+solution styles, GRPO on free-length additions; docs/study.md) with the algorithm settings of a paper
+preset applied. They are *derived* from the paper config files (``dapo_baseline``, ``ppl_shaping``,
+``position_shaping``, ``entropy_study``), never re-typed, so a fix to a preset flows into the study.
+Scaling down (our choice, one rule per setting):
 
 - copied as they are: the whole ``algo`` section (clip range, loss variant, aggregation, shaping and
   entropy-control coefficients and targets), ``train.ppo_epochs``, ``train.position_auto``, the rollout
   temperature / top-p and whether DAPO overlong shaping is on, the schedule *shape* (constant / cosine);
-- kept from the demo: model, data, SFT, prompts per step (16), G (8; the papers use 8 / 16), max response
-  (40 tokens), overlong buffer, learning rate, warmup and weight decay (the papers' 1e-6 is for 7B models);
+- kept from the testbed: model, data, SFT, prompts per step (16), G (8; the papers use 8 / 16), max response
+  (128 tokens), overlong buffer (32), learning rate, warmup and weight decay (the papers' 1e-6 is for 7B models);
 - optimizer updates per rollout batch ``U = paper prompts_per_step / paper mini_batch_prompts`` (16 for
-  the Decomposing baseline, the off-policy N of Revisiting) are kept, capped at the demo's prompts per step:
-  ``train.mini_batch_prompts = demo prompts_per_step / U``;
-- RL steps: the demo's (150, or ``steps=N``); shaping windows ``(start, length)`` scale by
+  the Decomposing baseline, the off-policy N of Revisiting) are kept, capped at the testbed's prompts per step:
+  ``train.mini_batch_prompts = testbed prompts_per_step / U``;
+- RL steps: the testbed's (150, or ``steps=N``); shaping windows ``(start, length)`` scale by
   ``steps / paper num_steps`` (e.g. position shaping (200, 100) of 500 -> (60, 30) of 150), and the cosine
   schedule's ``optim.total_steps`` = steps x U x ppo_epochs;
 - epochs, for the epoch-wise Pos-Adv schedule: the paper run's number of passes over its training set
   (``paper num_steps x prompts_per_step / PAPER_TRAIN_PROMPTS``, rounded up: 8 for ``entropy_study``) is
-  kept as ``train.schedule_epochs`` (the run split into that many equal phases). Without it the demo's 150
+  kept as ``train.schedule_epochs`` (the run split into that many equal phases). Without it the testbed's 150
   steps x 16 prompts = 0.4 passes over its 6000 problems would stay in epoch 1, where the schedule's
   lambda is 0 for the whole run (the variant would be ``non_positive``).
 
-Variants. ``decomposing`` (arXiv 2508.02260): ``baseline`` (DAPO), ``ppl`` (alpha = 0.01), ``ppl_inverse``
-(alpha = -0.01), ``position_late`` (the position-shaping preset's default: the bonus grows towards late
-positions), ``position_early`` (its ``reverse``: direction = -1, towards early positions; our reading of
-"early"). ``revisiting`` (arXiv 2511.05993): ``baseline`` (the entropy_study default preset, whatever its
-off-policy N is), then one variant per setting preset (see ``REVISITING``).
+Variants: only those a claim of ``configs/study_claims.py`` needs (``DECOMPOSING``, ``REVISITING``); a variant
+may add overrides of its own (ours, said where they are set): the gamma = 1.0 position ablation over the
+whole run, the scaled entropy targets (``ENTROPY_TARGET``), the 600-problem data subset.
 """
 
 import ml_collections
 
-from configs import dapo_baseline, demo, entropy_study, position_shaping, ppl_shaping
+from configs import dapo_baseline, entropy_study, position_shaping, ppl_shaping, study_claims, testbed
 from configs._smoke import parse_presets
 
 # The paper presets' training set, DAPO-Math-17k: 17,917 prompts (the line count of
@@ -53,76 +52,44 @@ PAPER_CONFIGS = {
     "entropy_study": entropy_study,
 }
 
-# variant name -> (paper config module, its preset argument)
+# Revisiting's 0.2-nat targets (Ada-Ent-Reg, Pos-Adv-Reweight Entropy-guided) against its model's initial entropy,
+# App. E.2: "set to the entropy of the LLM on responses to 1,000 randomly sampled training prompts before
+# training, which equals 0.3657". 0.2 is ENTROPY_FRACTION = 0.547 of it; the study keeps that fraction of each
+# seed's own initial entropy: scripts/study.py reads the mean token entropy of the seed's SFT run's RL step
+# (the warm-started policy's rollouts, 16 prompts x 8) and passes ENTROPY_FRACTION x it to the variants of
+# SCALED_TARGETS. ENTROPY_TARGET (with TESTBED_INITIAL_ENTROPY, a typical testbed value) is the default of
+# a variant run by hand, outside the study.
+PAPER_INITIAL_ENTROPY = 0.3657
+ENTROPY_FRACTION = 0.2 / PAPER_INITIAL_ENTROPY
+TESTBED_INITIAL_ENTROPY = 0.55
+ENTROPY_TARGET = round(ENTROPY_FRACTION * TESTBED_INITIAL_ENTROPY, 4)
+SCALED_TARGETS = {"entropy_adaptive": "algo.entropy_target", "pos_adv_entropy": "algo.pos_adv_target"}
+
+# variant -> (paper config module, its preset argument, overrides (ours; each says why in docs/study.md))
+_G1 = {"train.position_window": (0, -1)}  # Fig. 7's ablation: the bonus over the whole run, not a window
 DECOMPOSING = {
-    "baseline": ("dapo_baseline", ""),
-    "ppl": ("ppl_shaping", ""),
-    "ppl_inverse": ("ppl_shaping", "inverse"),
-    "position_late": ("position_shaping", ""),
-    "position_early": ("position_shaping", "reverse"),
+    "baseline": ("dapo_baseline", "", {}),
+    "ppl": ("ppl_shaping", "", {}),
+    "ppl_inverse": ("ppl_shaping", "inverse", {}),
+    "position_late": ("position_shaping", "", {}),
+    "position_late_g1": ("position_shaping", "gamma_ablation", _G1),
+    "position_early_g1": ("position_shaping", "gamma_ablation,reverse", _G1),
 }
-# clip_standard is the default (the baseline); offpolicy=N is not in the grid of issue 19; pos_adv is
-# expanded into its three schedules. A setting added to entropy_study joins the grid by itself.
-_REVISITING_SETTINGS = sorted(set(entropy_study.SETTINGS) - {"clip_standard", "offpolicy", "pos_adv"})
+# Only the settings a claim in configs/study_claims.py needs (issue 27: trim the grid to the claims).
 REVISITING = {
-    "baseline": ("entropy_study", ""),
-    **{name: ("entropy_study", name) for name in _REVISITING_SETTINGS},
-    **{f"pos_adv_{m}": ("entropy_study", f"pos_adv={m}") for m in ("stage", "epoch", "entropy")},
+    "baseline": ("entropy_study", "", {}),
+    "offpolicy_1": ("entropy_study", "offpolicy=1", {}),
+    **{n: ("entropy_study", n, {}) for n in ("clip_higher", "clip_lower", "clip_tighter", "clip_free")},
+    "entropy_adaptive": ("entropy_study", "entropy_adaptive", {"algo.entropy_target": ENTROPY_TARGET}),
+    **{n: ("entropy_study", n, {}) for n in ("clip_cov", "kl_cov", "entropy_adv", "rand_pos_clip")},
+    **{n: ("entropy_study", n, {}) for n in ("non_negative", "non_positive")},
+    "pos_adv_stage": ("entropy_study", "pos_adv=stage", {}),
+    "pos_adv_epoch": ("entropy_study", "pos_adv=epoch", {}),
+    "pos_adv_entropy": ("entropy_study", "pos_adv=entropy", {"algo.pos_adv_target": ENTROPY_TARGET}),
+    "data_subset": ("entropy_study", "", {"data.synthetic_train": 600}),
 }
 STUDIES = {"decomposing": DECOMPOSING, "revisiting": REVISITING}
-
-# The paper claims each study tests: variant ``a`` vs variant ``b`` on a metric of jaxrlvr.analysis.study
-# (``accuracy_after`` = held-out accuracy after RL, ``entropy_final`` = mean token entropy over the last
-# 10% of steps), ``expect`` = ">" (a above b) or "<". ``where`` points into the paper; the direction is our
-# reading of the paper's text where it says "our reading".
-_DEC = "Decomposing the Entropy-Performance Exchange (arXiv 2508.02260)"
-_REV = "Revisiting Entropy in RL for Large Reasoning Models (arXiv 2511.05993)"
-CLAIMS = {
-    "decomposing": [
-        dict(a="ppl", b="baseline", metric="accuracy_after", expect=">", paper=_DEC,
-             where="PPL-based advantage shaping (Eq. 7 + 9) improves on the DAPO baseline"),
-        dict(a="ppl", b="ppl_inverse", metric="accuracy_after", expect=">", paper=_DEC,
-             where="the inverse-sign ablation of PPL shaping does worse"),
-        dict(a="position_late", b="baseline", metric="accuracy_after", expect=">", paper=_DEC,
-             where="position-based shaping (Eq. 8 + 10) improves on the DAPO baseline"),
-        dict(a="position_late", b="position_early", metric="accuracy_after", expect=">", paper=_DEC,
-             where="favouring late positions beats favouring early ones (our reading of the direction ablation)"),
-        dict(a="position_early", b="position_late", metric="length_final", expect="<", paper=_DEC,
-             where="the reversed position bonus (favouring early tokens) gives shorter responses (issue 19's reading)"),
-        dict(a="position_early", b="baseline", metric="length_final", expect="<", paper=_DEC,
-             where="the reversed position bonus shortens responses against the baseline (issue 19's reading)"),
-    ],
-    "revisiting": [
-        dict(a="clip_higher", b="baseline", metric="entropy_final", expect=">", paper=_REV,
-             where="clipping thresholds: a wider upper clip keeps entropy higher"),
-        dict(a="clip_lower", b="baseline", metric="entropy_final", expect="<", paper=_REV,
-             where="clipping thresholds: a wider lower clip lowers entropy (our reading)"),
-        dict(a="non_negative", b="baseline", metric="entropy_final", expect="<", paper=_REV,
-             where="positive-advantage tokens drive entropy collapse: training on them alone collapses faster"),
-        dict(a="non_positive", b="baseline", metric="entropy_final", expect=">", paper=_REV,
-             where="positive-advantage tokens drive entropy collapse: without them entropy stays higher"),
-        dict(a="entropy_reg", b="baseline", metric="entropy_final", expect=">", paper=_REV,
-             where="entropy regularisation (fixed coefficient) keeps entropy higher"),
-        dict(a="entropy_adaptive", b="baseline", metric="entropy_final", expect=">", paper=_REV,
-             where="adaptive entropy regularisation keeps entropy higher"),
-        dict(a="clip_cov", b="baseline", metric="entropy_final", expect=">", paper=_REV,
-             where="Clip-Cov (Cui et al.) keeps entropy higher"),
-        dict(a="kl_cov", b="baseline", metric="entropy_final", expect=">", paper=_REV,
-             where="KL-Cov (Cui et al.) keeps entropy higher"),
-        dict(a="entropy_adv", b="baseline", metric="entropy_final", expect=">", paper=_REV,
-             where="Entropy-Adv (Cheng et al.), an entropy-control method, keeps entropy higher"),
-        *[
-            dict(a=f"pos_adv_{m}", b="baseline", metric="entropy_final", expect=">", paper=_REV,
-                 where=f"Positive-Advantage Reweighting ({m} schedule) regulates entropy upwards")
-            for m in ("stage", "epoch", "entropy")
-        ],
-        *[
-            dict(a=f"pos_adv_{m}", b="baseline", metric="accuracy_after", expect=">", paper=_REV,
-                 where=f"Positive-Advantage Reweighting ({m}) keeps or improves accuracy (our reading: '>')")
-            for m in ("stage", "epoch", "entropy")
-        ],
-    ],
-}  # fmt: skip
+CLAIMS_FILE = "configs/study_claims.py"
 
 
 def _scale_window(window, factor: float):
@@ -132,15 +99,15 @@ def _scale_window(window, factor: float):
 
 
 def variant_config(study: str, name: str, *, smoke: bool = False, steps: int | None = None):
-    """The training config of one variant: the demo with the paper preset's algorithm settings (module
+    """The training config of one variant: the testbed with the paper preset's algorithm settings (module
     docstring: what is copied, kept and scaled)."""
     if study not in STUDIES:
         raise ValueError(f"unknown study {study!r} (known: {', '.join(STUDIES)})")
     if name not in STUDIES[study]:
         raise ValueError(f"unknown variant {name!r} of study {study!r} (known: {', '.join(STUDIES[study])})")
-    module, preset = STUDIES[study][name]
+    module, preset, overrides = STUDIES[study][name]
     paper = PAPER_CONFIGS[module].get_config(preset)
-    c = demo.get_config("smoke" if smoke else None)
+    c = testbed.get_config("smoke" if smoke else None)
     if steps is not None:
         if steps < 1:
             raise ValueError(f"steps={steps} must be >= 1")
@@ -156,7 +123,7 @@ def variant_config(study: str, name: str, *, smoke: bool = False, steps: int | N
     updates = min(updates, c.rollout.prompts_per_step)
     if c.rollout.prompts_per_step % updates:
         raise ValueError(
-            f"{module}:{preset} makes {updates} updates per rollout batch, which does not divide the demo's "
+            f"{module}:{preset} makes {updates} updates per rollout batch, which does not divide the testbed's "
             f"{c.rollout.prompts_per_step} prompts per step"
         )
     c.train.mini_batch_prompts = c.rollout.prompts_per_step // updates
@@ -172,13 +139,18 @@ def variant_config(study: str, name: str, *, smoke: bool = False, steps: int | N
     c.optim.total_steps = n * updates * c.train.ppo_epochs
     paper_epochs = -(-paper.train.num_steps * paper.rollout.prompts_per_step // PAPER_TRAIN_PROMPTS)
     c.train.schedule_epochs = max(2, paper_epochs)
+    for key, value in overrides.items():
+        section, field = key.split(".")
+        c[section][field] = value
+    if smoke and "data.synthetic_train" in overrides:
+        c.data.synthetic_train = min(c.data.synthetic_train, 100)
     return c
 
 
 def sft_config(*, smoke: bool = False):
-    """The shared warm start of a seed: the demo's SFT, then one RL step (the trainer needs >= 1); its
+    """The shared warm start of a seed: the testbed's SFT, then one RL step (the trainer needs >= 1); its
     ``checkpoints/0`` (after SFT, before RL) is every variant's ``model.init_ckpt``."""
-    c = demo.get_config("smoke" if smoke else None)
+    c = testbed.get_config("smoke" if smoke else None)
     c.train.num_steps = 1
     c.train.dump_rollouts_every = 0
     c.checkpoint.keep = 4
@@ -193,8 +165,11 @@ def study_config(study: str, *, smoke: bool = False, steps: int | None = None):
     s.config_file = __file__
     s.variants = list(STUDIES[study])
     s.smoke = smoke
-    s.steps = steps if steps is not None else (demo.get_config("smoke" if smoke else None).train.num_steps)
-    s.claims = [dict(c) for c in CLAIMS[study]]
+    s.steps = steps if steps is not None else (testbed.get_config("smoke" if smoke else None).train.num_steps)
+    s.claims = [dict(c) for c in study_claims.CLAIMS if c["paper"] == study]
+    s.claims_file = CLAIMS_FILE
+    s.scaled_targets = {v: f for v, f in SCALED_TARGETS.items() if v in STUDIES[study]}
+    s.entropy_fraction = ENTROPY_FRACTION
     return s
 
 

@@ -116,6 +116,10 @@ def plausible_wrong(value: int, rng: random.Random) -> int:
 
 def noisy_solution(row: dict, rng: random.Random, *, step_error: float = 0.1, answer_error: float = 0.5) -> str:
     """The demo's noisy teacher (module docstring): a fresh draw every call."""
+    if row.get("task") == "testbed":  # the study's testbed has its own teacher (jaxrlvr/data/testbed.py)
+        from jaxrlvr.data import testbed
+
+        return testbed.teacher_solution(row, rng)
     text, value = worked_solution(row["operands"], rng, step_error)
     if rng.random() < answer_error:
         text = text[: text.rindex("\\boxed{")] + f"\\boxed{{{plausible_wrong(value, rng)}}}"

@@ -63,9 +63,11 @@ def base_config() -> ml_collections.ConfigDict:
     # filter_overlong_prompts; False: an error at load time, before anything is compiled.
     c.data.filter_overlong_prompts = True
     c.data.synthetic_digits = 2
+    c.data.synthetic_task = "add"  # add (the demo's) | testbed (the study's, jaxrlvr/data/testbed.py)
     c.data.synthetic_train = 6000
     c.data.heldout = 320  # held-out problems (synthetic source) for accuracy before / after RL
     c.data.heldout_samples = 4
+    c.data.heldout_every = 0  # held-out accuracy every K RL steps too (metrics.jsonl "heldout_accuracy"); 0: never
 
     c.rollout = ml_collections.ConfigDict(dataclasses.asdict(RolloutConfig()))
     c.rollout.prompts_per_step = 16
@@ -169,6 +171,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
         raise ValueError(f"model.hf_path={c.model.hf_path!r} has no config.json")
     if c.data.source not in ("synthetic", "file"):
         raise ValueError(f"data.source must be 'synthetic' or 'file', got {c.data.source!r}")
+    if c.data.synthetic_task not in ("add", "testbed"):
+        raise ValueError(f"data.synthetic_task must be 'add' or 'testbed', got {c.data.synthetic_task!r}")
     if c.data.source == "file" and not pathlib.Path(c.data.path).is_file():
         raise ValueError(f"data.path={c.data.path!r} is not a file (data.source='file')")
     rc = rollout_config(c)

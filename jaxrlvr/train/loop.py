@@ -287,6 +287,12 @@ def _train(c, workdir: pathlib.Path, log, stop_after: int | None, stack) -> dict
             rec.update(
                 periodic_eval(c, ctx.model_cfg, state.params, ctx.tokenizer, workdir, step + 1, log, ctx.pl.generate)
             )
+        if c.data.heldout_every and heldout_rows and (step + 1) % c.data.heldout_every == 0:
+            res = heldout_accuracy(
+                c, ctx.model_cfg, state.params, ctx.tokenizer, heldout_rows, ctx.score_fn,
+                seed=c.seed + 29 + step + 1, generate_fn=ctx.pl.generate,
+            )  # fmt: skip
+            rec["heldout_accuracy"] = res["accuracy"]
         writer.write(step + 1, rec)
         shown = {"reward": "reward", "acc": "accuracy", "ent": "entropy", "sec": "time_step"}
         if progress is not None:

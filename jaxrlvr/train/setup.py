@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrlvr import algos, sharding
-from jaxrlvr.data import synthetic
+from jaxrlvr.data import synthetic, testbed
 from jaxrlvr.data.tokenizer import CharTokenizer, load_tokenizer
 from jaxrlvr.models import ModelConfig, init_params, load_hf_checkpoint
 from jaxrlvr.runs import load_params
@@ -105,8 +105,11 @@ def build_data(c, tokenizer) -> tuple[list[dict], list[dict], int]:
     length filter). Bad rows of a data file are an error naming file and line, or with ``data.skip_bad_rows``
     skipped: their count is returned (the trainer logs it and records it in summary.json)."""
     if c.data.source == "synthetic":
-        arith = synthetic.ArithmeticConfig(digits=c.data.synthetic_digits, word_problems=False)
-        train, heldout = synthetic.disjoint_splits(c.data.synthetic_train, c.data.heldout, c.seed, arith)
+        if c.data.synthetic_task == "testbed":
+            train, heldout = testbed.disjoint_splits(c.data.synthetic_train, c.data.heldout, c.seed)
+        else:
+            arith = synthetic.ArithmeticConfig(digits=c.data.synthetic_digits, word_problems=False)
+            train, heldout = synthetic.disjoint_splits(c.data.synthetic_train, c.data.heldout, c.seed, arith)
         for r in train + heldout:
             r["prompt_ids"] = tokenizer.encode(demo_prompt(r["problem"]))
         return train, heldout, 0

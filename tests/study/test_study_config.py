@@ -1,13 +1,23 @@
-"""configs/study.py: variants are the demo with the paper presets' algorithm settings (derived, not re-typed),
-and the claim judging of jaxrlvr.analysis.study."""
+"""configs/study.py + configs/study_claims.py: variants are the testbed with the paper presets' algorithm
+settings (derived, not re-typed); the claims quote the papers verbatim; the testbed task's teacher."""
 
-import math
+import os
+import pathlib
+import random
+import re
 
 import pytest
 
-from configs import entropy_study, position_shaping, ppl_shaping, study
-from jaxrlvr.analysis.study import HOLDS, NOT_RUN, NOT_SEPARABLE, OPPOSITE, judge_claim, mean_ci
+from configs import entropy_study, position_shaping, ppl_shaping, study, study_claims
+from jaxrlvr.analysis.study_stats import EXPECTS
+from jaxrlvr.data import testbed
 from jaxrlvr.train.config import validate
+
+# the paper texts: $JAXRLVR_PAPERS or ../shared/papers beside the checkout
+PAPERS = pathlib.Path(os.environ.get("JAXRLVR_PAPERS") or pathlib.Path(__file__).resolve().parents[2].parent / "shared"
+                      / "papers")  # fmt: skip
+PAPER_FILES = {"decomposing": "decomposing_entropy_performance_exchange_2508.02260.md",
+               "revisiting": "revisiting_entropy_in_rlvr_2511.05993.md"}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list(study.STUDIES))
@@ -15,49 +25,50 @@ def test_every_variant_validates_and_claims_name_variants(name):
     for v in study.STUDIES[name]:
         for smoke in (False, True):
             validate(study.variant_config(name, v, smoke=smoke))
-    for c in study.get_config(name).claims:
-        assert {c["a"], c["b"]} <= set(study.STUDIES[name]) and c["expect"] in "<>"
+    claims = study.get_config(name).claims
+    for c in claims:
+        assert {c["a"], c["b"]} <= set(study.STUDIES[name]) and c["expect"] in EXPECTS
+        assert c["quote"] and c["section"] and (c.get("margin") or c.get("margin_relative"))
+    used = {v for c in claims for v in (c["a"], c["b"])}
+    assert used == set(study.STUDIES[name])  # the grid is trimmed to the claims
+    assert len(study_claims.CLAIMS) >= 15
+
+
+def test_quotes_are_verbatim_in_the_papers():
+    if not PAPERS.is_dir():
+        pytest.skip("../shared/papers is not on this machine")
+    norm = lambda t: re.sub(r"\s+", " ", t)  # noqa: E731
+    texts = {k: norm((PAPERS / f).read_text()) for k, f in PAPER_FILES.items()}
+    missing = [c["quote"] for c in study_claims.CLAIMS if norm(c["quote"]) not in texts[c["paper"]]]
+    assert not missing
 
 
 def test_algorithm_settings_come_from_the_paper_presets():
     c = study.get_config("variant=revisiting/clip_higher")
     assert c.algo.to_dict() == entropy_study.get_config("clip_higher").algo.to_dict()
-    assert c.model.hidden_size == 128 and c.rollout.prompts_per_step == 16  # the demo's sizes
+    assert c.data.synthetic_task == "testbed" and c.rollout.max_new_tokens >= 128
     c = study.get_config("variant=decomposing/ppl_inverse")
     assert c.algo.to_dict() == ppl_shaping.get_config("inverse").algo.to_dict()
     paper = position_shaping.get_config(None)
     c = study.get_config("variant=decomposing/position_late,steps=50")
     assert c.algo.to_dict() == paper.algo.to_dict()
     f = 50 / paper.train.num_steps  # the window scales with the number of steps
-    assert c.train.position_window == (
-        round(paper.train.position_window[0] * f),
-        round(paper.train.position_window[1] * f),
-    )
-    # updates per rollout batch: the paper's, capped at the demo's prompts per step
-    updates = paper.rollout.prompts_per_step // paper.train.mini_batch_prompts
-    assert c.rollout.prompts_per_step // c.train.mini_batch_prompts == min(updates, 16)
+    assert c.train.position_window == (round(paper.train.position_window[0] * f),
+                                       round(paper.train.position_window[1] * f))  # fmt: skip
+    g1 = study.get_config("variant=decomposing/position_early_g1")
+    assert g1.algo.position_gamma == 1.0 and g1.algo.position_direction == -1.0 and g1.train.position_window == (0, -1)
+    # the paper's 0.2-nat targets scale with the initial entropy: 0.2 / 0.3657 of the testbed's
+    target = 0.2 / 0.3657 * study.TESTBED_INITIAL_ENTROPY
+    assert study.get_config("variant=revisiting/entropy_adaptive").algo.entropy_target == pytest.approx(target, 1e-3)
+    assert study.get_config("variant=revisiting/pos_adv_entropy").algo.pos_adv_target == pytest.approx(target, 1e-3)
+    assert study.get_config("variant=revisiting/offpolicy_1").train.mini_batch_prompts == 16  # N = 1
+    assert study.get_config("variant=revisiting/baseline").train.mini_batch_prompts == 4  # N = 4
+    assert study.get_config("variant=revisiting/data_subset").data.synthetic_train == 600
 
 
 def test_epoch_schedule_keeps_the_paper_runs_epoch_count():
-    """500 steps x 256 prompts over DAPO-Math-17k's 17,917 = 7.1 passes -> 8 schedule epochs; the Pos-Adv
-    epoch schedule then leaves lambda = 0 after the first eighth of the run (without this it would stay in
-    epoch 1 of the demo's 0.4 passes, lambda = 0 throughout)."""
-    import numpy as np
-
-    from jaxrlvr import algos
-    from jaxrlvr.train.controllers import schedule_epoch
-
     c = study.get_config("variant=revisiting/pos_adv_epoch")
     assert c.train.schedule_epochs == 8 and c.algo.pos_adv_mode == "epoch"
-    n = c.train.num_steps
-    lams = []
-    for step in range(n):
-        e, ne = schedule_epoch(step, n, c.rollout.prompts_per_step, c.data.synthetic_train, c.train.schedule_epochs)
-        lams.append(float(algos.pos_adv_lambda_epoch(e, num_epochs=ne)))
-    assert lams[0] == 0.0 and lams[-1] == 1.0 and np.all(np.diff(lams) >= 0) and len(set(lams)) == 8
-    # real passes over the data when schedule_epochs is 0: the demo's 150 x 16 of 6000 stays in epoch 1
-    assert {schedule_epoch(s, n, 16, 6000)[0] for s in range(n)} == {1}
-    assert schedule_epoch(0, 10, 100, 150) == (1, 7) and schedule_epoch(2, 10, 100, 150) == (3, 7)
 
 
 def test_config_errors_name_the_value():
@@ -67,31 +78,61 @@ def test_config_errors_name_the_value():
         study.get_config("bogus")
 
 
-def test_mean_ci_and_claim_verdicts():
-    s = mean_ci([1.0, 2.0, 3.0])
-    assert s["mean"] == 2.0 and s["n"] == 3 and s["lo"] < 2.0 < s["hi"]
-    assert math.isnan(mean_ci([1.0])["lo"]) and mean_ci([])["n"] == 0
-    lo, hi, one = mean_ci([0.1, 0.11, 0.12]), mean_ci([0.5, 0.51, 0.52]), mean_ci([0.9])
-    claim = dict(a="x", b="y", metric="m", expect=">")
-    assert judge_claim(claim, {"x": {"m": hi}, "y": {"m": lo}})["verdict"] == HOLDS
-    assert judge_claim(claim, {"x": {"m": lo}, "y": {"m": hi}})["verdict"] == OPPOSITE
-    assert judge_claim(claim, {"x": {"m": one}, "y": {"m": lo}})["verdict"] == NOT_SEPARABLE
-    assert judge_claim(claim, {"x": {"m": hi}})["verdict"] == NOT_RUN
+def test_testbed_teacher_styles():
+    cfg = testbed.TestbedConfig(step_error=0.0, answer_error=0.0, check_step_error=0.0, guess_correct=1.0)
+    train, test = testbed.disjoint_splits(300, 50, seed=3, cfg=cfg)
+    assert not {tuple(r["operands"]) for r in train} & {tuple(r["operands"]) for r in test}
+    rng = random.Random(0)
+    lengths = {}
+    for style in ("guess", "steps", "check"):
+        for r in train[:100]:
+            text = testbed.teacher_solution(r, rng, cfg, style=style)
+            assert text.endswith(f"\\boxed{{{r['answer']}}}"), text  # error-free teacher: always right
+            lengths.setdefault(style, []).append(len(text))
+    mean = {k: sum(v) / len(v) for k, v in lengths.items()}
+    assert mean["guess"] < 15 < mean["steps"] < mean["check"] < 80  # short, long, longest (< 96: no penalty)
+    with pytest.raises(ValueError, match="styles"):
+        testbed.TestbedConfig(styles=(("essay", 1.0),))
 
 
-def test_claims_are_paired_by_seed():
-    """Seed-to-seed spread larger than the effect: the unpaired intervals overlap, but a is above b in
-    every seed by about the same amount, which the paired interval sees."""
-    xs, ys = [0.30, 0.50, 0.70], [0.280, 0.479, 0.681]
-    runs = {f"{v}/seed_{s}": {"metrics": {"m": vals[s]}} for v, vals in (("x", xs), ("y", ys)) for s in range(3)}
-    per = {"x": {"m": mean_ci(xs)}, "y": {"m": mean_ci(ys)}}
-    got = judge_claim(dict(a="x", b="y", metric="m", expect=">"), per, runs, seeds=[0, 1, 2])
-    assert got["verdict"] == HOLDS and not got["unpaired_separated"]
-    assert got["paired"]["n"] == 3 and 0 < got["paired"]["lo"] < 0.02 < got["paired"]["hi"]
-    got = judge_claim(dict(a="x", b="y", metric="m", expect="<"), per, runs, seeds=[0, 1, 2])
-    assert got["verdict"] == OPPOSITE
-    noisy = dict(runs, **{"y/seed_1": {"metrics": {"m": 0.60}}})  # differences +0.02, -0.10, +0.019
-    got = judge_claim(dict(a="x", b="y", metric="m", expect=">"), per, noisy, seeds=[0, 1, 2])
-    assert got["verdict"] == NOT_SEPARABLE
-    got = judge_claim(dict(a="x", b="y", metric="m", expect=">"), per, runs, seeds=[0])  # one pair
-    assert got["verdict"] == NOT_SEPARABLE and got["paired"]["n"] == 1
+def test_scaled_entropy_targets_come_from_the_seeds_sft_entropy(tmp_path):
+    """scripts/study.py passes ENTROPY_FRACTION x the seed's initial entropy (its SFT run's RL step) to the
+    variants whose target the paper set against its model's initial entropy, when the run starts."""
+    import importlib.util
+    import json
+
+    path = pathlib.Path(__file__).parents[2] / "scripts" / "study.py"
+    spec = importlib.util.spec_from_file_location("study_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    s = study.get_config("revisiting")
+    want = {"entropy_adaptive": "algo.entropy_target", "pos_adv_entropy": "algo.pos_adv_target"}
+    assert s.scaled_targets.to_dict() == want
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "entropy": 0.5}) + "\n")
+    build = script._with_target(["python", "train.py", "--workdir=x"], "algo.pos_adv_target", s.entropy_fraction,
+                                tmp_path)  # fmt: skip
+    assert build() == ["python", "train.py", f"--config.algo.pos_adv_target={0.5 * 0.2 / 0.3657:.6g}", "--workdir=x"]
+
+
+def test_the_registered_claims_are_older_than_the_runs():
+    """docs/study/manifest.json: the claims file at the registered commit hashes to claims_sha256, and that
+    commit is older than the study's first run (issue 27, "registered before the runs")."""
+    import datetime
+    import hashlib
+    import json
+    import subprocess
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    path = root / "docs" / "study" / "manifest.json"
+    if not path.is_file():
+        pytest.skip("no registered study")
+    m = json.loads(path.read_text())
+    try:
+        text = subprocess.run(["git", "show", f"{m['git_commit']}:{m['claims_file']}"], cwd=root, check=True,
+                              capture_output=True).stdout  # fmt: skip
+        when = subprocess.run(["git", "log", "-1", "--format=%cI", m["git_commit"]], cwd=root, check=True,
+                              capture_output=True, text=True).stdout.strip()  # fmt: skip
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        pytest.skip("no git history here")
+    assert hashlib.sha256(text).hexdigest() == m["claims_sha256"]
+    assert datetime.datetime.fromisoformat(when) < datetime.datetime.fromisoformat(m["started_at"])

@@ -1,52 +1,65 @@
-"""scripts/study.py end to end: a 2-variant x 1-seed study at the smoke sizes, run once (module fixture) as a
-subprocess of the CLI; then a re-run that must skip every finished run."""
+"""scripts/study.py end to end: a 2-variant x 1-seed wiring check (--smoke) through the CLI, run once (module
+fixture); then, with the run directories deleted, a re-run that must start nothing and rebuild every table,
+verdict and figure from the results alone."""
 
+import csv
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-CMD = [sys.executable, "scripts/study.py", "--config", "configs/study.py:decomposing", "--seeds", "1", "--smoke"]
-CMD += ["--variants", "baseline,ppl", "--jobs", "2"]
+CMD = [sys.executable, "scripts/study.py", "--config", "configs/study.py:decomposing", "--seeds", "1", "--smoke",
+       "--variants", "baseline,ppl", "--jobs", "2"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def study_dir(tmp_path_factory):
+def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
-    res = subprocess.run([*CMD, "--workdir", str(out)], cwd=REPO_ROOT, capture_output=True, text=True)
+    res = subprocess.run([*CMD, "--workdir", str(out / "runs"), "--results", str(out / "results")], cwd=REPO_ROOT,
+                         capture_output=True, text=True)  # fmt: skip
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return out
+    return out, res.stdout
 
 
-def test_study_json_and_html(study_dir):
-    s = json.loads((study_dir / "study.json").read_text())
-    assert s["study"] == "decomposing" and s["seeds"] == [0] and not s["missing"]
-    assert list(s["variants"]) == ["baseline", "ppl"]
-    assert {v["status"] for v in s["status"].values()} == {"done"} and "_sft/seed_0" in s["status"]
-    for v in s["variants"].values():
-        assert v["seeds"] == [0]
-        for key in ("accuracy_before", "accuracy_after", "entropy_final", "entropy_mean", "entropy_pos",
-                    "entropy_neg", "length_final", "clipfrac", "clipfrac_low", "clipfrac_high"):  # fmt: skip
-            assert set(v["metrics"][key]) == {"mean", "lo", "hi", "n"}
-        assert v["metrics"]["entropy_final"]["mean"] > 0
-    assert s["variants"]["ppl"]["settings"]["ppl_shaping"] and not s["variants"]["baseline"]["settings"]["ppl_shaping"]
-    # the variants of a seed start from that seed's SFT checkpoint: the same "before" accuracy (measured at
-    # the variants' rollout settings, DAPO's top_p here, so not necessarily the SFT run's own number)
-    before = [json.loads((study_dir / v / "seed_0" / "summary.json").read_text()) for v in ("baseline", "ppl")]
-    assert before[0]["heldout_accuracy_before"] == before[1]["heldout_accuracy_before"]
-    assert before[0]["heldout_pass_at_n_before"] == before[1]["heldout_pass_at_n_before"]
-    verdicts = {c["verdict"] for c in s["claims"]}
-    assert verdicts <= {"not separable at this scale", "not run"}  # one seed never separates
-    html = (study_dir / "study.html").read_text()
-    assert "Paper claims" in html and all((study_dir / f).is_file() for f in s["figures"]) and len(s["figures"]) == 3
+def test_smoke_is_labelled_a_wiring_check_and_writes_every_file(smoke):
+    out, stdout = smoke
+    assert "wiring check" in stdout and "not evidence" in stdout
+    results = out / "results"
+    rows = list(csv.DictReader(open(results / "runs.csv")))
+    assert [(r["study"], r["variant"], r["seed"]) for r in rows] == [("decomposing", "baseline", "0"),
+                                                                     ("decomposing", "ppl", "0")]  # fmt: skip
+    for col in ("accuracy_before", "accuracy_after", "entropy_initial", "entropy_final", "entropy_pos_final",
+                "entropy_neg_final", "length_initial", "length_final", "clipfrac", "wall_seconds"):  # fmt: skip
+        assert col in rows[0]
+    assert float(rows[0]["entropy_initial"]) > 0 and float(rows[0]["wall_seconds"]) > 0
+    assert all((results / "curves" / "decomposing" / f"{v}__seed_0.json.gz").is_file() for v in ("baseline", "ppl"))
+    verdicts = json.loads((results / "verdicts.json").read_text())["claims"]
+    assert len(verdicts) == 13 and all(c["study"] == "decomposing" for c in verdicts)
+    for c in verdicts:
+        assert {"paper", "quote", "section", "a", "b", "metric", "expect", "margin", "n", "estimate", "interval",
+                "p", "p_holm", "verdict"} <= set(c)  # fmt: skip
+    ppl = next(c for c in verdicts if (c["a"], c["b"], c["metric"]) == ("ppl", "baseline", "accuracy_after"))
+    assert ppl["n"] == 1 and ppl["verdict"] == "not separable"  # one seed never decides
+    assert next(c for c in verdicts if c["a"] == "ppl_inverse")["verdict"] == "not run"
+    assert "ppl vs baseline on accuracy_after, expect greater" in stdout
+    assert (results / "decomposing.md").is_file() and (results / "summary.md").is_file()
+    assert all((results / f"decomposing_{k}.png").is_file() for k in ("entropy", "heldout_accuracy",
+                                                                         "response_length_mean"))  # fmt: skip
+    assert not (results / "manifest.json").exists()  # a wiring check registers nothing
 
 
-def test_rerun_skips_finished_runs(study_dir):
-    res = subprocess.run([*CMD, "--workdir", str(study_dir)], cwd=REPO_ROOT, capture_output=True, text=True)
+def test_results_not_run_directories_are_the_source_of_truth(smoke):
+    out, _ = smoke
+    results = out / "results"
+    before = (results / "verdicts.json").read_text()
+    shutil.rmtree(out / "runs")
+    (results / "verdicts.json").unlink()
+    res = subprocess.run([*CMD, "--workdir", str(out / "runs"), "--results", str(results)], cwd=REPO_ROOT,
+                         capture_output=True, text=True)  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
-    s = json.loads((study_dir / "study.json").read_text())
-    assert {v["status"] for v in s["status"].values()} == {"skipped"}
+    assert "runs to do" not in res.stdout and not (out / "runs" / "_sft").exists()  # nothing re-run
+    assert (results / "verdicts.json").read_text() == before

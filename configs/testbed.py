@@ -1,0 +1,46 @@
+"""The study's testbed (issue 27): the demo's tiny char model on free-length additions with several solution
+styles (``jaxrlvr/data/testbed.py``), so that RL moves entropy and length as the papers describe.
+
+What differs from ``configs/demo.py`` and why (docs/study.md, "The testbed task"):
+
+- data: ``data.synthetic_task = "testbed"`` (three difficulties; the teacher writes a short unreliable
+  ``guess``, a long reliable column addition, or that plus a re-check line);
+- response budget: ``rollout.max_new_tokens = 128`` with a 32-token overlong buffer (penalty from 96
+  tokens on), beyond the longest natural answer (a 3-digit ``check`` solution, about 70 characters);
+- SFT: 800 steps (the demo's 400 left the model at 0.05-0.09 held-out accuracy in the pilot) on 96-token
+  sequences (prompt + the longest solution + EOS);
+- held-out accuracy every ``data.heldout_every`` steps as well, so that the study scores accuracy as the
+  mean of the last few evaluations rather than one.
+
+Presets: ``smoke`` (a few steps, for tests).
+
+    python scripts/train.py --config configs/testbed.py --workdir runs/testbed
+"""
+
+from configs import demo
+
+
+def get_config(arg: str | None = None):
+    smoke = False
+    for a in (arg or "").split(","):
+        a = a.strip()
+        if a == "smoke":
+            smoke = True
+        elif a:
+            raise ValueError(f"unknown preset {a!r} for configs/testbed.py (known: smoke)")
+    c = demo.get_config("smoke" if smoke else None)
+    c.data.synthetic_task = "testbed"
+    c.sft.seq_len = 96
+    c.rollout.max_prompt_len = 16
+    c.train.dump_rollouts_every = 0
+    if smoke:
+        c.rollout.max_new_tokens = 24
+        return c
+    c.sft.steps = 800  # 400 (the demo's) left held-out accuracy at 0.05-0.09 in the pilot, the loss still falling
+    c.data.heldout = 200
+    c.data.heldout_samples = 4
+    c.data.heldout_every = 10
+    c.rollout.max_new_tokens = 128
+    c.rollout.overlong_buffer = 32
+    c.train.num_steps = 150
+    return c
