@@ -1,11 +1,11 @@
 """One-query (decode) attention over a paged KV cache that reads only each row's live pages.
 
 Layout (``jaxrlvr.sampling.paged``): a pool of fixed-size pages per layer, keys and values each
-``[num_pages, page, KV, Hd]``; a row's keys are the pages listed in its row of the page table
-``table_SM`` (prompt pages first, shared read-only by the ``G`` samples of a prompt, then the row's own
-pages), of which the first ``count_S`` are live. A page holds ``page`` positions; the mask ``keep_LP`` of
-each (row, page) pair says which of them hold a real key (the prompt's last page and the row's newest page
-are partly filled).
+``[KV, num_pages, page, Hd]``; a row's keys are its positions ``0 .. len - 1`` laid page after page over
+the pages listed in its row of the page table ``table_SM`` (the prompt's full pages first, shared
+read-only by the ``G`` samples of a prompt, then the row's own pages, the first of which starts with a
+copy of the prompt's partly filled last page), so the first ``ceil(len / page)`` columns are live. This
+is the contiguous-positions layout the Pallas paged kernels take (``paged_attention_kernels.py``).
 
 Portable XLA path (:func:`ragged_pairs` + :func:`paged_attention`): the live (row, page) pairs of all rows
 are laid end to end in a flat list of static length ``pairs`` (``>= sum(count_S)``; the sampler's host loop
@@ -40,37 +40,32 @@ def ragged_pairs(count_S: Array, pairs: int) -> tuple[Array, Array, Array]:
     return jnp.where(valid_L, slot_L, 0), jnp.where(valid_L, col_L, 0), valid_L
 
 
-def pair_keep(col_L: Array, valid_L: Array, slot_L: Array, npp_S: Array, plen_S: Array, glen_S: Array, page: int):
-    """Bool ``[L, page]``: which positions of each pair's page hold a key its row attends. Columns
-    ``< npp`` are prompt pages (positions ``col * page + o < plen``), the others the row's generated
-    tokens (``(col - npp) * page + o < glen``, the keys written so far, this step's included)."""
+def pair_keep(col_L: Array, valid_L: Array, slot_L: Array, len_S: Array, page: int) -> Array:
+    """Bool ``[L, page]``: which positions of each pair's page hold a key its row attends: a row's keys
+    are its positions ``0 .. len - 1`` laid page after page (column ``c`` holds ``c * page ..``)."""
     o = jnp.arange(page, dtype=jnp.int32)[None, :]
-    npp, plen, glen = npp_S[slot_L][:, None], plen_S[slot_L][:, None], glen_S[slot_L][:, None]
-    c = col_L[:, None]
-    prompt = (c < npp) & (c * page + o < plen)
-    gen = (c >= npp) & ((c - npp) * page + o < glen)
-    return valid_L[:, None] & (prompt | gen)
+    return valid_L[:, None] & (col_L[:, None] * page + o < len_S[slot_L][:, None])
 
 
 def paged_attention(q_SKGD: Array, k_pool: Array, v_pool: Array, page_L: Array, slot_L: Array, keep_LP: Array):
     """Attention of one query per row over its live pages (XLA gather path).
 
     ``q_SKGD``: queries ``[S, KV, G, Hd]`` (G query heads per K/V head); ``k_pool`` / ``v_pool``:
-    ``[num_pages, page, KV, Hd]``; ``page_L`` / ``slot_L``: page and row of each pair; ``keep_LP``: the
+    ``[KV, num_pages, page, Hd]``; ``page_L`` / ``slot_L``: page and row of each pair; ``keep_LP``: the
     positions each pair attends. Scores and softmax in float32, probabilities in the compute dtype (the
     contiguous path's numerics). Returns ``[S, KV, G, Hd]`` in ``q``'s dtype (zeros for a row without a
     pair)."""
     s, kv, g, hd = q_SKGD.shape
     q_L = jnp.take(q_SKGD, slot_L, axis=0)
-    k_L = jnp.take(k_pool, page_L, axis=0, mode="clip")  # [L, page, KV, Hd]
-    v_L = jnp.take(v_pool, page_L, axis=0, mode="clip")
-    sc = jnp.einsum("lkgd,lpkd->lkgp", q_L, k_L.astype(q_L.dtype), preferred_element_type=jnp.float32) * hd**-0.5
+    k_L = jnp.take(k_pool, page_L, axis=1, mode="clip")  # [KV, L, page, Hd]
+    v_L = jnp.take(v_pool, page_L, axis=1, mode="clip")
+    sc = jnp.einsum("lkgd,klpd->lkgp", q_L, k_L.astype(q_L.dtype), preferred_element_type=jnp.float32) * hd**-0.5
     ok = keep_LP[:, None, None, :]
     sc = jnp.where(ok, sc, NEG_INF)
     m_L = jnp.max(sc, axis=-1)  # [L, KV, G]
     p = jnp.where(ok, jnp.exp(sc - m_L[..., None]), 0.0)
     l_L = jnp.sum(p, axis=-1)
-    o_L = jnp.einsum("lkgp,lpkd->lkgd", p.astype(q_L.dtype), v_L.astype(q_L.dtype), preferred_element_type=jnp.float32)
+    o_L = jnp.einsum("lkgp,klpd->lkgd", p.astype(q_L.dtype), v_L.astype(q_L.dtype), preferred_element_type=jnp.float32)
     m_S = jax.ops.segment_max(m_L, slot_L, num_segments=s)
     w_L = jnp.exp(m_L - jnp.take(m_S, slot_L, axis=0))
     den_S = jax.ops.segment_sum(l_L * w_L, slot_L, num_segments=s)
@@ -78,18 +73,14 @@ def paged_attention(q_SKGD: Array, k_pool: Array, v_pool: Array, page_L: Array, 
     return (num_S / jnp.where(den_S > 0, den_S, 1.0)[..., None]).astype(q_SKGD.dtype)
 
 
-def reference_paged_attention(q_SKGD, k_pool, v_pool, table_SM, count_S, npp_S, plen_S, glen_S):
-    """The dense formula over each row's whole page-table row (every column gathered, masked): for tests."""
+def reference_paged_attention(q_SKGD, k_pool, v_pool, table_SM, len_S):
+    """The dense formula over each row's whole page-table row (every column gathered, masked beyond the
+    row's length ``len_S``): for tests."""
     s, kv, g, hd = q_SKGD.shape
-    m, page = table_SM.shape[1], k_pool.shape[1]
-    k = jnp.take(k_pool, table_SM, axis=0, mode="clip").reshape(s, m * page, kv, hd)
-    v = jnp.take(v_pool, table_SM, axis=0, mode="clip").reshape(s, m * page, kv, hd)
-    col = jnp.repeat(jnp.arange(m, dtype=jnp.int32), page)[None, :]
-    o = jnp.tile(jnp.arange(page, dtype=jnp.int32), m)[None, :]
-    npp, plen, glen = npp_S[:, None], plen_S[:, None], glen_S[:, None]
-    keep = (col < count_S[:, None]) & (
-        ((col < npp) & (col * page + o < plen)) | ((col >= npp) & ((col - npp) * page + o < glen))
-    )
+    m, page = table_SM.shape[1], k_pool.shape[2]
+    rows = lambda x: jnp.take(x, table_SM, axis=1, mode="clip").transpose(1, 2, 3, 0, 4).reshape(s, m * page, kv, hd)  # noqa: E731
+    k, v = rows(k_pool), rows(v_pool)
+    keep = jnp.arange(m * page, dtype=jnp.int32)[None, :] < len_S[:, None]
     sc = jnp.einsum("skgd,spkd->skgp", q_SKGD, k, preferred_element_type=jnp.float32) * hd**-0.5
     sc = jnp.where(keep[:, None, None, :], sc, NEG_INF)
     w = jax.nn.softmax(sc, axis=-1)

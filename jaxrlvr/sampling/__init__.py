@@ -1,5 +1,6 @@
 """Rollout sampling: jitted prefill + ``lax.while_loop`` decode, by default continuous batching over a
-paged KV cache (``paged``), with exact greedy, temperature, top-k and top-p strategies. Entry point: :func:`generate` (design: docs/sampler.md)."""
+paged KV cache (``paged``), with exact greedy, temperature, top-k and top-p strategies. Entry point:
+:func:`generate` (design: docs/sampler.md)."""
 
 from jaxrlvr.sampling.api import generate
 from jaxrlvr.sampling.inference import InferenceParams

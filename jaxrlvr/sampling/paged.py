@@ -1,6 +1,6 @@
 """Continuous batching over a paged KV cache: the sampler's default path (docs/sampler.md).
 
-The KV cache is a *pool* of fixed-size pages per layer (keys and values ``[num_pages, page, KV, Hd]``).
+The KV cache is a *pool* of fixed-size pages per layer (keys and values ``[KV, num_pages, page, Hd]``).
 Each decode slot has a row in a page table: its prompt's pages first (written once by the prefill and
 shared read-only by the ``G`` samples of the prompt: no copy), then its own pages, taken one at a time as
 the row grows and returned when it finishes. Rows are admitted while free pages allow (not by a fixed
@@ -40,9 +40,9 @@ import numpy as np
 
 from jaxrlvr.models.config import ModelConfig
 from jaxrlvr.models.decoder import rope_tables
-from jaxrlvr.models.paged_attention import pair_keep, paged_attention, ragged_pairs
+from jaxrlvr.models.paged_attention import paged_attention, pair_keep, ragged_pairs
 from jaxrlvr.sampling import inference
-from jaxrlvr.sampling.sampler import JIT_SPECS, SampleOutput, Sampler
+from jaxrlvr.sampling.sampler import JIT_SPECS, SampleOutput, Sampler, _platform
 
 Array = jax.Array
 
@@ -54,19 +54,22 @@ PAGE_SIZE = 16
 # given to the page pool. Ours: leaves the other half for the decode step's temporaries (logits [S, V],
 # the gathered pages) and XLA's workspace.
 POOL_FRACTION = 0.5
-# Smallest slot count compaction goes down to (as continuous.MIN_SLOTS, same reason).
+# Smallest slot count compaction goes down to on an accelerator (as continuous.MIN_SLOTS: a decode step of
+# <= 32 rows costs about the same there, weight-bound). On a CPU a step costs about its rows (the rollout
+# benchmark: the same time per slot-step at 32 and 130 slots), so compaction goes down to 1 (CPU_MIN_SLOTS).
 MIN_SLOTS = 32
+CPU_MIN_SLOTS = 1
 _PAIR_STEPS_PER_OCTAVE = 4  # pair-list sizes: 4 per doubling (<= 25% padding, few compilations)
 
 
 # ------------------------------------------------------------------------------------------ pure functions
 def init(sampler: Sampler, num_slots: int, num_pages: int, page: int, rows: int):
     """(pool, slots, out, first): a zeroed pool of ``num_pages`` pages of ``page`` positions (per layer
-    ``(k, v)``, each ``[num_pages, page, KV, Hd]``), ``num_slots`` empty slots (``row`` = ``rows`` when
-    empty, ``step``, ``last``, ``done``, ``plen``, ``npp`` = prompt pages), outputs ``tokens`` / ``logp``
+    ``(k, v)``, each ``[KV, num_pages, page, Hd]``), ``num_slots`` empty slots (``row`` = ``rows`` when
+    empty, ``step``, ``last``, ``done``, ``plen``), outputs ``tokens`` / ``logp``
     ``[B, N]`` and ``length`` ``[B]``, and each row's first token / log-prob ``[B]``."""
     cfg, s, n, pad = sampler.config, num_slots, sampler.max_new_tokens, sampler.pad_id
-    shape = (num_pages, page, cfg.num_kv_heads, cfg.head_dim)
+    shape = (cfg.num_kv_heads, num_pages, page, cfg.head_dim)
     pool = tuple((jnp.zeros(shape, cfg.jnp_dtype), jnp.zeros(shape, cfg.jnp_dtype)) for _ in range(cfg.num_layers))
     zeros = jnp.zeros((s,), jnp.int32)
     slots = {
@@ -75,7 +78,6 @@ def init(sampler: Sampler, num_slots: int, num_pages: int, page: int, rows: int)
         "last": jnp.full((s,), pad, jnp.int32),
         "done": jnp.ones((s,), bool),
         "plen": zeros,
-        "npp": zeros,
     }
     out = {
         "tokens": jnp.full((rows, n), pad, jnp.int32),
@@ -92,7 +94,7 @@ def open_prompts(sampler: Sampler, ip, pool, first, key, ids_QT, lengths_Q, page
     of their ``G`` rows. Donate ``pool`` and ``first``."""
     q, t = ids_QT.shape
     m = pages_QM.shape[1]
-    page = pool[0][0].shape[1]
+    page = pool[0][0].shape[2]
     g, b = sampler.num_samples, first["tok"].shape[0]
     start_Q = t - jnp.maximum(lengths_Q, 1)
     logits_QV, cache = inference.prefill(sampler.config, ip, ids_QT, start_Q, num_samples=1, chunks=(t,))
@@ -103,11 +105,17 @@ def open_prompts(sampler: Sampler, ip, pool, first, key, ids_QT, lengths_Q, page
     for (kp, vp), ((k_c,), (v_c,)) in zip(pool, cache, strict=True):
         k_QTKD = k_c.transpose(0, 3, 1, 2)  # cache k [Q, KV, Hd, T] -> [Q, T, KV, Hd]
         v_QTKD = v_c.transpose(0, 2, 1, 3)  # cache v [Q, KV, T, Hd]
-        pick = lambda x: jnp.where(  # noqa: E731
-            keep_QX[..., None, None], jnp.take_along_axis(x, col_QX[..., None, None], axis=1), 0
-        ).reshape(q, m, page, *x.shape[2:])
-        kp = kp.at[pages_QM].set(pick(k_QTKD).astype(kp.dtype), mode="drop")
-        vp = vp.at[pages_QM].set(pick(v_QTKD).astype(vp.dtype), mode="drop")
+        pick = (
+            lambda x: (
+                jnp.where(  # noqa: E731
+                    keep_QX[..., None, None], jnp.take_along_axis(x, col_QX[..., None, None], axis=1), 0
+                )
+                .reshape(q, m, page, *x.shape[2:])
+                .transpose(3, 0, 1, 2, 4)
+            )
+        )  # [KV, Q, M, page, Hd]
+        kp = kp.at[:, pages_QM].set(pick(k_QTKD).astype(kp.dtype), mode="drop")
+        vp = vp.at[:, pages_QM].set(pick(v_QTKD).astype(vp.dtype), mode="drop")
         new.append((kp, vp))
     rows = (prompt_Q[:, None] * g + jnp.arange(g, dtype=jnp.int32)[None, :]).reshape(-1)
     tok, logp = sampler.sample(jnp.repeat(logits_QV, g, axis=0), key, jnp.minimum(rows, b - 1), 0)
@@ -121,29 +129,32 @@ def decode_step(sampler: Sampler, ip, pool, st: dict, table_SM: Array, *, pairs:
     cfg = sampler.config
     s = st["step"].shape[0]
     nh, kv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    num_pages, page = pool[0][0].shape[:2]
+    num_pages, page = pool[0][0].shape[1:3]
     live = ~st["done"]
-    j = jnp.maximum(st["step"] - 1, 0)  # generated position written by this step
-    cos, sin = rope_tables((st["plen"] + j)[:, None], hd, cfg.rope_theta, cfg.rope_scaling)
-    count = jnp.where(live, st["npp"] + j // page + 1, 0)
+    at = st["plen"] + jnp.maximum(st["step"] - 1, 0)  # the position this step writes (its rotary position)
+    cos, sin = rope_tables(at[:, None], hd, cfg.rope_theta, cfg.rope_scaling)
+    count = jnp.where(live, at // page + 1, 0)
     slot_L, col_L, valid_L = ragged_pairs(count, pairs)
     page_L = table_SM[slot_L, col_L]
-    keep_LP = pair_keep(col_L, valid_L, slot_L, st["npp"], st["plen"], j + 1, page)
-    col_S = jnp.minimum(st["npp"] + j // page, table_SM.shape[1] - 1)
+    keep_LP = pair_keep(col_L, valid_L, slot_L, at + 1, page)
+    col_S = jnp.minimum(at // page, table_SM.shape[1] - 1)
     w_page = jnp.where(live, jnp.take_along_axis(table_SM, col_S[:, None], axis=1)[:, 0], num_pages)  # dead: drop
-    w_off = j % page
+    w_off = at % page
     x = ip.embed[st["last"]][:, None, :].astype(cfg.jnp_dtype)
     ck = sampler.cpu_kernels
     new = []
     for lp, (kp, vp) in zip(ip.layers, pool, strict=True):
         h = inference._rms_norm(cfg, x, lp.ln1)
         q, k, v = inference._qkv(cfg, lp, h, cos, sin, ip.layout, ck)
-        kp = kp.at[w_page, w_off].set(k[:, 0].astype(kp.dtype), mode="drop")
-        vp = vp.at[w_page, w_off].set(v[:, 0].astype(vp.dtype), mode="drop")
+        kp = kp.at[:, w_page, w_off].set(k[:, 0].swapaxes(0, 1).astype(kp.dtype), mode="drop")
+        vp = vp.at[:, w_page, w_off].set(v[:, 0].swapaxes(0, 1).astype(vp.dtype), mode="drop")
         new.append((kp, vp))
         o = paged_attention(q.reshape(s, kv, nh // kv, hd), kp, vp, page_L, slot_L, keep_LP)
         x = x + inference._linear(
-            o.reshape(s, 1, nh * hd), lp.wo, out_in=inference._out_in(nh * hd, cfg.hidden_size, ip.layout), cpu_kernel=ck
+            o.reshape(s, 1, nh * hd),
+            lp.wo,
+            out_in=inference._out_in(nh * hd, cfg.hidden_size, ip.layout),
+            cpu_kernel=ck,
         )
         x = inference._mlp_residual(cfg, lp, x, ip.layout, ck)
     h_last = inference._rms_norm(cfg, x[:, 0], ip.final_norm)
@@ -178,11 +189,13 @@ def harvest(out: dict, slots: dict) -> dict:
 
 
 def round_(
-    sampler: Sampler, ip, pool, slots, out, first, key, eos_E, table_SM, reset_S, slot_R, row_R, plen_R, npp_R,
-    exit_done, max_steps, *, pairs: int,
+    sampler: Sampler, ip, pool, slots, out, first, key, eos_E, table_SM, reset_S, slot_R, row_R, plen_R, src_R,
+    dst_R, exit_done, max_steps, *, pairs: int,
 ):  # fmt: skip
     """Harvest, empty the ``reset_S`` slots (preempted rows), insert rows ``row_R`` into slots ``slot_R``
-    (``>= S``: ignored), then decode until ``max_steps`` steps, ``exit_done`` slots done, or all done.
+    (``>= S``: ignored; the partly filled last prompt page ``src_R`` copied into the row's first own page
+    ``dst_R``, ``>= num_pages``: none), then decode until ``max_steps`` steps, ``exit_done`` slots done, or
+    all done.
     Donate pool, slots and out. Returns (pool, slots, out, info); ``info`` = (done [S], step [S], steps,
     live slot-steps, key positions needed)."""
     n, b = sampler.max_new_tokens, out["length"].shape[0]
@@ -196,9 +209,12 @@ def round_(
         "last": tok_R,
         "done": Sampler._is_eos(tok_R, eos_E) | (n <= 1),
         "plen": plen_R,
-        "npp": npp_R,
     }
     slots = {name: slots[name].at[slot_R].set(values[name], mode="drop") for name in slots}
+    src = jnp.minimum(src_R, pool[0][0].shape[1] - 1)
+    pool = tuple(
+        (kp.at[:, dst_R].set(kp[:, src], mode="drop"), vp.at[:, dst_R].set(vp[:, src], mode="drop")) for kp, vp in pool
+    )
     row_in = jnp.where(slot_R < slots["row"].shape[0], row_R, b)
     out = {
         **out,
@@ -264,14 +280,20 @@ def free_device_bytes(device=None) -> int:
 
 
 def min_pool_pages(prompt_len: int, max_new_tokens: int, page: int) -> int:
-    """The fewest pages that let one row of a ``prompt_len``-token bucket run to the cap."""
-    return -(-prompt_len // page) + max(1, -(-(max_new_tokens - 1) // page))
+    """Enough pages for one row of a ``prompt_len``-token bucket to run to the cap (its prompt's pages,
+    then its own: the copy of the prompt's partly filled page and the generated tokens)."""
+    return -(-prompt_len // page) + -(-(page - 1 + max(max_new_tokens - 1, 1)) // page)
 
 
 def default_pool_pages(config: ModelConfig, page: int, device=None, fraction: float = POOL_FRACTION) -> int:
     """``fraction`` of the device's free memory (:func:`free_device_bytes`, measured now: after the weights
     and any resident train state) in pages."""
     return int(fraction * free_device_bytes(device)) // page_bytes(config, page)
+
+
+def default_min_slots(platform: str) -> int:
+    """The compaction floor on a platform (see ``MIN_SLOTS``)."""
+    return CPU_MIN_SLOTS if platform == "cpu" else MIN_SLOTS
 
 
 def default_num_slots(rows: int, pool_pages: int, page: int, prompt_len: int, max_new_tokens: int, g: int) -> int:
@@ -303,6 +325,8 @@ class PagedStats:
     kv_read: float = 0.0
     kv_needed: float = 0.0
     peak_pages: int = 0
+    waiting_live_slot_steps: int = 0  # live slot-steps of the rounds that started with rows waiting
+    waiting_decode_steps: int = 0  # (the memory-bound phase: how many rows decode at once in the memory)
 
 
 def pair_bucket(n: int) -> int:
@@ -324,7 +348,7 @@ def run(
     page_size: int = PAGE_SIZE,
     num_slots: int | None = None,
     refill_every: int | None = None,
-    min_slots: int = MIN_SLOTS,
+    min_slots: int | None = None,
     order: Sequence[int] | None = None,
 ) -> tuple[SampleOutput, PagedStats]:
     """Paged continuous batching over the bucketed prompts ``ids_PT`` / ``lengths_P`` (host arrays, as
@@ -336,7 +360,8 @@ def run(
       num_slots: rows decoded at once at most (default :func:`default_num_slots`).
       refill_every: a round ends once this many slots are done while rows wait (default ``max(1, S // 8)``);
         a round also ends after ``page_size`` steps (the pages handed out cover that many).
-      min_slots: when nothing waits, live slots move into half as many slots while that is >= this.
+      min_slots: when nothing waits, live slots move into half as many slots while that is >= this
+        (default :func:`default_min_slots`: ``MIN_SLOTS`` on an accelerator, ``CPU_MIN_SLOTS`` on a CPU).
       order: the order rows are admitted in (a permutation of the real rows); results do not depend on it.
     """
     p, t = ids_PT.shape
@@ -349,12 +374,14 @@ def run(
         order = real
     elif sorted(order) != real:
         raise ValueError(f"order must be a permutation of the {len(real)} real rows")
+    if min_slots is None:
+        min_slots = default_min_slots(_platform(ip))
     page = int(page_size)
     if page < 1:
         raise ValueError(f"page_size must be >= 1, got {page_size}")
     least = min_pool_pages(t, n, page)
     if pool_pages is None:  # the memory share, but never more than every row at the cap needs
-        every = int(sum(-(-int(x) // page) for x in lengths if x > 0)) + len(real) * max(1, -(-(n - 1) // page))
+        every = int(sum(-(-int(x) // page) for x in lengths if x > 0)) + len(real) * -(-(page + n - 1) // page)
         pool_pages = max(least, min(default_pool_pages(sampler.config, page), every))
     pool_pages = int(pool_pages)
     if pool_pages < least:
@@ -373,7 +400,8 @@ def run(
     m_cols = m_prompt + max(1, -(-(n - 1) // page))
     pool, slots, out, first = run_jit("pg_init", s, pool_pages, page, b)
     free = list(range(pool_pages - 1, -1, -1))  # a stack: pop() takes the lowest page first
-    npp_P = -(-np.maximum(lengths, 1) // page)
+    npp_P = -(-np.maximum(lengths, 1) // page)  # the prompt's pages in the pool
+    fp_P = np.maximum(lengths, 1) // page  # its full pages, shared by its rows' tables
     prompt_pages: dict[int, list[int]] = {}  # open prompts -> their pages
     left_P = np.where(lengths > 0, g, 0).astype(np.int64)  # rows of each prompt not finished yet
     live_P = np.zeros(p, np.int64)  # rows of each prompt in a slot
@@ -384,8 +412,10 @@ def run(
     live = np.zeros(s, bool)
     table = np.zeros((s, m_cols), np.int32)
 
-    def gen_pages_for(steps_now: int) -> int:  # own pages covering this round's writes
-        return -(-min(steps_now - 1 + page, n - 1) // page) if n > 1 else 0
+    def own_pages_for(pr: int, steps_now: int) -> int:  # own pages covering this round's writes
+        if n <= 1:
+            return 0
+        return -(-(int(lengths[pr]) + min(steps_now - 1 + page, n - 1)) // page) - int(fp_P[pr])
 
     def release(slot: int, finished: bool):
         r = int(slot_row[slot])
@@ -412,7 +442,7 @@ def run(
         for sl in sorted(np.flatnonzero(live), key=lambda x: -step[x]):
             if not live[sl]:
                 continue
-            need = gen_pages_for(int(step[sl])) - len(slot_pages[sl])
+            need = own_pages_for(int(slot_row[sl]) // g, int(step[sl])) - len(slot_pages[sl])
             while need > len(free):
                 victims = [v for v in np.flatnonzero(live) if v != sl]
                 if not victims:
@@ -426,25 +456,29 @@ def run(
                 stats.preemptions += 1
             for _ in range(max(need, 0)):
                 pg = free.pop()
-                table[sl, int(npp_P[slot_row[sl] // g]) + len(slot_pages[sl])] = pg
+                table[sl, int(fp_P[slot_row[sl] // g]) + len(slot_pages[sl])] = pg
                 slot_pages[sl].append(pg)
         # 2. admission by free pages (keeping one page per live slot for the next round's growth)
-        admit_slot, admit_row, opened = [], [], []
+        admit_slot, admit_row, opened, src, dst = [], [], [], [], []
         for sl in np.flatnonzero(~live):
             if not queue:
                 break
             r = queue[0]
             pr = r // g
-            cost = (0 if pr in prompt_pages else int(npp_P[pr])) + gen_pages_for(1)
+            cost = (0 if pr in prompt_pages else int(npp_P[pr])) + own_pages_for(pr, 1)
             if len(free) < cost + int(live.sum()):
                 break
             queue.popleft()
             if pr not in prompt_pages:
                 prompt_pages[pr] = [free.pop() for _ in range(int(npp_P[pr]))]
                 opened.append(pr)
-            own = [free.pop() for _ in range(gen_pages_for(1))]
-            table[sl, : len(prompt_pages[pr])] = prompt_pages[pr]
-            table[sl, int(npp_P[pr]) : int(npp_P[pr]) + len(own)] = own
+            own = [free.pop() for _ in range(own_pages_for(pr, 1))]
+            fp = int(fp_P[pr])
+            table[sl, :fp] = prompt_pages[pr][:fp]
+            table[sl, fp : fp + len(own)] = own
+            partial = fp < npp_P[pr] and own
+            src.append(prompt_pages[pr][-1] if partial else pool_pages)
+            dst.append(own[0] if partial else pool_pages)
             slot_row[sl], slot_pages[sl], step[sl], live[sl] = r, own, 1, True
             live_P[pr] += 1
             admit_slot.append(sl)
@@ -465,13 +499,16 @@ def run(
             stats.prefills += 1
         stats.peak_pages = max(stats.peak_pages, pool_pages - len(free))
         # 3. one round
-        pairs = pair_bucket(sum(int(npp_P[slot_row[sl] // g]) + len(slot_pages[sl]) for sl in np.flatnonzero(live)))
+        pairs = pair_bucket(sum(int(fp_P[slot_row[sl] // g]) + len(slot_pages[sl]) for sl in np.flatnonzero(live)))
         k = len(admit_slot)
         slot_R = np.full((s,), s, np.int32)
         row_R = np.full((s,), b, np.int32)
         slot_R[:k], row_R[:k] = admit_slot, admit_row
         plen_R = np.where(row_R < b, lengths[np.minimum(row_R, b - 1) // g], 0).astype(np.int32)
-        npp_R = np.where(row_R < b, npp_P[np.minimum(row_R, b - 1) // g], 0).astype(np.int32)
+        src_R = np.full((s,), pool_pages, np.int32)
+        dst_R = np.full((s,), pool_pages, np.int32)
+        src_R[:k], dst_R[:k] = src, dst
+        waiting = bool(queue)
         if queue:  # empty slots count as done: end the round once f more rows finish
             exit_done = int((~live).sum()) + min(f, len(queue))
         elif s // 2 >= min_slots:
@@ -479,7 +516,7 @@ def run(
         else:
             exit_done = s
         pool, slots, out, info = run_jit(
-            "pg_round", ip, pool, slots, out, first, key, eos_E, table, reset, slot_R, row_R, plen_R, npp_R,
+            "pg_round", ip, pool, slots, out, first, key, eos_E, table, reset, slot_R, row_R, plen_R, src_R, dst_R,
             np.int32(exit_done), np.int32(page), pairs=pairs,
         )  # fmt: skip
         done, step_d, count, live_steps, needed = jax.device_get(info)
@@ -488,6 +525,9 @@ def run(
         stats.decode_steps += count
         stats.slot_steps += count * s
         stats.live_slot_steps += int(live_steps)
+        if waiting:
+            stats.waiting_live_slot_steps += int(live_steps)
+            stats.waiting_decode_steps += int(count)
         stats.kv_read += float(count) * pairs * page
         stats.kv_needed += float(needed)
         step = np.asarray(step_d, np.int64)

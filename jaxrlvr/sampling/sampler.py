@@ -132,17 +132,19 @@ class Sampler:
             logits_BV = self.logits_processor(logits_BV.astype(jnp.float32), rows_B, steps_B)
         return sample_tokens(logits_BV, key, self.sampling, step=step, rows_B=rows_B)
 
-    def prefill_impl(self, ip: InferenceParams, ids_PT: Array, lengths_P: Array, key: Array, eos_E: Array):
+    def prefill_impl(self, ip: InferenceParams, ids_PT: Array, lengths_P: Array, key: Array, eos_E: Array, row0=0):
         """Prefill + first token. ``lengths_P`` = 0 marks a padding prompt (its rows start done).
 
-        ``key``: ``prng.seed_key(seed)``; ``eos_E``: int32 EOS ids (-1 entries never match).
+        ``key``: ``prng.seed_key(seed)``; ``eos_E``: int32 EOS ids (-1 entries never match); ``row0``
+        (traced): the id of the first row, so that a batch can be decoded in waves with each row drawing
+        the numbers of its id in the whole batch (the benchmark's equal-memory static baseline).
         """
         p, t = ids_PT.shape
         g, n = self.num_samples, self.max_new_tokens
         b = p * g
         start_P = t - jnp.maximum(lengths_P, 1)
         logits_PV, cache = inference.prefill(self.config, ip, ids_PT, start_P, num_samples=g, chunks=self.chunks(t))
-        rows_B = jnp.arange(b, dtype=jnp.int32)
+        rows_B = jnp.arange(b, dtype=jnp.int32) + jnp.asarray(row0, jnp.int32)
         tok_B, logp_B = self.sample(jnp.repeat(logits_PV, g, axis=0), key, rows_B, 0)
         real_B = jnp.repeat(lengths_P > 0, g)
         tok_B = jnp.where(real_B, tok_B, self.pad_id)

@@ -188,20 +188,38 @@ def test_paged_attention_matches_dense():
     from jaxrlvr.models import paged_attention as pa
 
     rng = np.random.default_rng(0)
-    s, kv, g, hd, page, m = 3, 2, 2, 8, 4, 5
+    s, kv, g, hd, page = 3, 2, 2, 8, 4
     q = jnp.asarray(rng.standard_normal((s, kv, g, hd)), jnp.float32)
-    k_pool, v_pool = (jnp.asarray(rng.standard_normal((12, page, kv, hd)), jnp.float32) for _ in range(2))
+    k_pool, v_pool = (jnp.asarray(rng.standard_normal((kv, 12, page, hd)), jnp.float32) for _ in range(2))
     table = jnp.asarray([[0, 1, 5, 6, 7], [0, 1, 8, 9, 3], [2, 10, 11, 4, 4]], jnp.int32)  # rows 0, 1 share 0, 1
-    npp, plen = jnp.asarray([2, 2, 1], jnp.int32), jnp.asarray([7, 7, 3], jnp.int32)
-    glen = jnp.asarray([9, 1, 0], jnp.int32)  # row 2 is finished (no pairs)
-    count = jnp.asarray([5, 3, 0], jnp.int32)
+    length = jnp.asarray([18, 9, 0], jnp.int32)  # row 2 is finished (no pairs)
+    count = (length + page - 1) // page
     slot, col, valid = pa.ragged_pairs(count, 10)
     np.testing.assert_array_equal(slot, [0, 0, 0, 0, 0, 1, 1, 1, 0, 0])
     np.testing.assert_array_equal(col, [0, 1, 2, 3, 4, 0, 1, 2, 0, 0])
     assert int(valid.sum()) == 8
-    keep = pa.pair_keep(col, valid, slot, npp, plen, glen, page)
-    assert int(keep.sum()) == 7 + 9 + 7 + 1  # each row's prompt + generated keys, nothing else
+    keep = pa.pair_keep(col, valid, slot, length, page)
+    assert int(keep.sum()) == 18 + 9  # each row's keys, nothing else
     got = pa.paged_attention(q, k_pool, v_pool, table[slot, col], slot, keep)
-    want = pa.reference_paged_attention(q, k_pool, v_pool, table, count, npp, plen, glen)
+    want = pa.reference_paged_attention(q, k_pool, v_pool, table, length)
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert [paged.pair_bucket(x) for x in (1, 9, 17, 100, 1000)] == [8, 10, 20, 112, 1024]
+
+
+def test_paged_attention_gpu_kernel_interpret():
+    """The Pallas GPU (Triton) paged-attention kernel of the installed JAX, in interpret mode on the CPU,
+    gives the XLA path's output on the sampler's pool layout (shared prompt pages, a finished row)."""
+    from jaxrlvr.models import paged_attention as pa
+    from jaxrlvr.models import paged_attention_kernels as pk
+
+    if not pk.available("pallas_gpu"):
+        pytest.skip("this JAX has no Pallas GPU paged-attention kernel")
+    rng = np.random.default_rng(1)
+    s, kv, g, hd, page = 3, 2, 2, 16, 8
+    q = jnp.asarray(rng.standard_normal((s, kv, g, hd)), jnp.float32)
+    k_pool, v_pool = (jnp.asarray(rng.standard_normal((kv, 12, page, hd)), jnp.float32) for _ in range(2))
+    table = jnp.asarray([[0, 1, 5, 6], [0, 1, 8, 9], [2, 10, 11, 4]], jnp.int32)
+    length = jnp.asarray([27, 9, 0], jnp.int32)
+    want = pa.reference_paged_attention(q, k_pool, v_pool, table, length)
+    got = pk.gpu_paged_attention(q, k_pool, v_pool, table, length, interpret=True, pages_per_compute_block=2)
+    np.testing.assert_allclose(got, want, atol=1e-5)
