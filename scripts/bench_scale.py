@@ -9,7 +9,8 @@ from a *length oracle*: a bench-only logits processor (``Sampler.logits_processo
 row's drawn length and forces it there, so a random model produces the length profile with real sampling
 (temperature 1). Every path gets the same KV memory, that of ``--kv-slots`` contiguous slots of
 ``prompt bucket + cap - 1`` positions, and is timed best of the same ``--repeats`` runs after a warm-up
-run (compilation excluded):
+run (compilation excluded), the paths interleaved run by run (so each sees the same load on a shared
+machine):
 
 - paged: ``paged.run`` with a pool of that many positions and the training defaults otherwise
   (page size, slot count, refill, compaction);
@@ -88,17 +89,26 @@ def draw_lengths(rng, rows: int, cap: int, dist: str, sigma: float) -> np.ndarra
     return np.maximum(np.round(x), 1).astype(np.int64)
 
 
-def _best(fn, repeats: int):
-    """(last result, best seconds of ``repeats`` timed runs after one warm-up run)."""
-    out = fn()
-    jax.block_until_ready(out)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        jax.block_until_ready(out)
-        best = min(best, time.perf_counter() - t)
-    return out, best
+def _in_flight(stats) -> float:
+    """Mean rows decoding per step over the rounds that started with rows waiting."""
+    return stats.waiting_live_slot_steps / max(stats.waiting_decode_steps, 1)
+
+
+def _interleaved(paths: dict, repeats: int):
+    """Each path once to compile (a warm-up run), then ``repeats`` rounds timing every path in turn (so
+    that on a shared machine each sees the same load); returns (last outputs, best seconds) per path."""
+    outs, best = {}, {}
+    for name, fn in paths.items():
+        log(f"{name}: warm-up ...")
+        outs[name] = jax.block_until_ready(fn())
+        best[name] = float("inf")
+    for r in range(repeats):
+        for name, fn in paths.items():
+            log(f"{name}: timed run {r + 1} of {repeats} ...")
+            t = time.perf_counter()
+            outs[name] = jax.block_until_ready(fn())
+            best[name] = min(best[name], time.perf_counter() - t)
+    return outs, best
 
 
 def _static_waves(sampler, ip, ids, lens, key, eos, wave_prompts: int):
@@ -168,17 +178,18 @@ def bench_rollout(args) -> dict:
         out, stats["contiguous"] = continuous.run(sampler, ip, ids, lens, key, eos, num_slots=args.kv_slots)
         return out
 
-    log("paged ...")
-    pg_out, t_paged = _best(run_paged, args.repeats)
-    log("contiguous ...")
-    cb_out, t_contig = _best(run_contiguous, args.repeats)
-    log("contiguous, compaction down to 1 slot ...")
-    _, t_contig1 = _best(
-        lambda: continuous.run(sampler, ip, ids, lens, key, eos, num_slots=args.kv_slots, min_slots=1)[0], args.repeats
-    )
-    log("static waves ...")
-    (st_tok, st_len), t_static = _best(
-        lambda: _static_waves(sampler, ip, ids, lens, key, eos, args.kv_slots // g), args.repeats
+    paths = {
+        "paged": run_paged,
+        "contiguous": run_contiguous,
+        "contiguous_min_slots_1": lambda: continuous.run(
+            sampler, ip, ids, lens, key, eos, num_slots=args.kv_slots, min_slots=1
+        )[0],
+        "static_waves": lambda: _static_waves(sampler, ip, ids, lens, key, eos, args.kv_slots // g),
+    }
+    outs, best = _interleaved(paths, args.repeats)
+    pg_out, cb_out, (st_tok, st_len) = outs["paged"], outs["contiguous"], outs["static_waves"]
+    t_paged, t_contig, t_contig1, t_static = (
+        best[k] for k in ("paged", "contiguous", "contiguous_min_slots_1", "static_waves")
     )
     got = np.asarray(pg_out.lengths)[:rows]
     assert np.array_equal(got, lengths), "the length oracle did not set the lengths"
@@ -193,10 +204,8 @@ def bench_rollout(args) -> dict:
     production = args.page_size == paged.PAGE_SIZE and args.min_slots is None
     return {
         "part": "rollout",
-        "rows_in_flight_ratio_vs_contiguous": round(
-            (ps.waiting_live_slot_steps / max(ps.waiting_decode_steps, 1))
-            / (cs.waiting_live_slot_steps / max(cs.waiting_decode_steps, 1)),
-            2,
+        "rows_in_flight_ratio_vs_contiguous": (  # None when no row ever waited for the contiguous slots
+            round(_in_flight(ps) / _in_flight(cs), 2) if cs.waiting_decode_steps else None
         ),
         "kv_positions_read_per_useful": round(ps.kv_read / ps.kv_needed, 3),
         "speedup_vs_equal_memory_static": round(t_static / t_paged, 2),
@@ -206,8 +215,8 @@ def bench_rollout(args) -> dict:
         "production_settings": production,
         "contiguous_kv_positions_read_per_useful": round(cs.kv_read / cs.kv_needed, 3),
         "rows_in_flight_while_rows_wait": {
-            "paged": round(ps.waiting_live_slot_steps / max(ps.waiting_decode_steps, 1), 1),
-            "contiguous": round(cs.waiting_live_slot_steps / max(cs.waiting_decode_steps, 1), 1),
+            "paged": round(_in_flight(ps), 1),
+            "contiguous": round(_in_flight(cs), 1),
         },
         "rows_in_flight_mean_all_steps": {
             "paged": round(ps.live_slot_steps / ps.decode_steps, 1),
