@@ -383,8 +383,10 @@ def run(
             free.extend(reversed(prompt_pages.pop(pr)))
         return bool(idle)
 
+    stalled = 0  # rounds since a row last finished, while rows are being preempted
     while True:
         reset = np.zeros(s, bool)
+        preempted_before = stats.preemptions
         # 1. pages for the live slots' next round; preempt the youngest rows if the pool runs dry
         for sl in sorted(np.flatnonzero(live), key=lambda x: -step[x]):
             if not live[sl]:
@@ -478,8 +480,15 @@ def run(
         stats.kv_read += float(count) * pairs * page
         stats.kv_needed += float(needed)
         step = np.asarray(step_d, np.int64)
-        for sl in np.flatnonzero(live & np.asarray(done)):
+        finished = np.flatnonzero(live & np.asarray(done))
+        for sl in finished:
             release(sl, finished=True)
+        stalled = 0 if len(finished) or stats.preemptions == preempted_before else stalled + 1
+        if stalled > 2 * (n // page + 2):  # a row left alone finishes within n / page rounds
+            raise RuntimeError(
+                f"paged sampler: rows keep preempting each other in a pool of {pool_pages} pages of {page} "
+                f"positions (no row finished in {stalled} rounds); give it more pages (pool_pages)"
+            )
         if not queue and not live.any():
             break
         if not queue and s // 2 >= min_slots and live.sum() <= s // 2:
