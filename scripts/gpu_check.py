@@ -50,6 +50,7 @@ CAPS = {
     "update": 150,
     "attention": 60,
     "packed": 150,
+    "paged": 120,
     "memory": 120,
     "train": 100,
 }
@@ -68,7 +69,7 @@ def run_part(name, path, dry_run, cap_s):
         tmp.replace(path)
 
     fn = PARTS[name]
-    kw = {"save": save} if name in ("sampler", "update") else {}
+    kw = {"save": save} if name in ("sampler", "update", "paged") else {}
     print(f"start ({'dry run, ' if dry_run else ''}cap {cap_s:.0f} s)", flush=True)
     try:
         fn(DRY if dry_run else GPU, out, dry_run, cap_s, **kw)

@@ -543,6 +543,7 @@ def part_train(s: Shapes, out: dict, dry_run: bool, cap_s: float) -> None:
 
 
 from gpu_check_packed import part_attention, part_packed  # noqa: E402
+from gpu_check_paged import part_paged  # noqa: E402
 
 PARTS = {
     "env": part_env,
@@ -551,6 +552,7 @@ PARTS = {
     "update": part_update,
     "attention": part_attention,
     "packed": part_packed,
+    "paged": part_paged,
     "memory": part_memory,
     "train": part_train,
 }

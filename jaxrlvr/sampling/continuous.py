@@ -135,7 +135,7 @@ def insert(sampler: Sampler, cache, slots: dict, store: dict, key: Array, eos_E:
 
 def _slot_step(sampler: Sampler, ip, key, eos_E, carry, *, prompt_len: int, chunk: int):
     """One decode step of every slot at its own step (finished slots compute but change nothing)."""
-    cache, st, count = carry
+    cache, st, (count, live_steps, needed) = carry
     n = sampler.max_new_tokens
     i, live = st["step"], ~st["done"]
     total = sum(kc.shape[-1] for kc in cache[0][0])
@@ -160,14 +160,16 @@ def _slot_step(sampler: Sampler, ip, key, eos_E, carry, *, prompt_len: int, chun
     st["done"] = st["done"] | (live & (Sampler._is_eos(tok, eos_E) | (i + 1 >= n)))
     st["step"] = i + live.astype(jnp.int32)
     st["last"] = jnp.where(live, tok, st["last"])
-    return cache, st, count + 1
+    li = live.astype(jnp.int32)
+    needed = needed + jnp.sum(li * (st["plen"] + i)).astype(jnp.float32)  # keys the live rows attend
+    return cache, st, (count + 1, live_steps + jnp.sum(li), needed)
 
 
 def decode_segment(sampler: Sampler, ip, cache, slots: dict, key, eos_E, exit_done: Array, *, chunk: int):
     """``lax.while_loop`` of slot steps attending cache chunks ``0 .. chunk`` (static) until ``exit_done``
     slots are done, every slot is done, or a live slot's next position leaves chunk ``chunk``.
 
-    Returns (cache, slots, steps run)."""
+    Returns (cache, slots, (steps run, live slot-steps, key positions the live rows attend))."""
     chunks = tuple(kc.shape[-1] for kc in cache[0][0])
     prompt_len = sum(chunks) - max(sampler.max_new_tokens - 1, 0)
     end = sum(chunks[: chunk + 1])
@@ -179,7 +181,7 @@ def decode_segment(sampler: Sampler, ip, cache, slots: dict, key, eos_E, exit_do
         return jnp.any(live) & (jnp.sum(st["done"]) < exit_done) & (nxt < end)
 
     body = lambda c: _slot_step(sampler, ip, key, eos_E, c, prompt_len=prompt_len, chunk=chunk)  # noqa: E731
-    return jax.lax.while_loop(cond, body, (cache, slots, jnp.int32(0)))
+    return jax.lax.while_loop(cond, body, (cache, slots, (jnp.int32(0), jnp.int32(0), jnp.float32(0))))
 
 
 def refill_and_decode(
@@ -187,12 +189,12 @@ def refill_and_decode(
 ):
     """One round: :func:`harvest`, :func:`insert`, :func:`decode_segment`. Donate cache, slots and out.
 
-    Returns (cache, slots, out, info) with ``info = (done [S], step [S], steps run)``, what the host reads
-    to plan the next round."""
+    Returns (cache, slots, out, info) with ``info = (done [S], step [S], steps run, live slot-steps, key
+    positions needed)``, what the host reads to plan the next round (and the statistics)."""
     out = harvest(out, slots)
     cache, slots = insert(sampler, cache, slots, store, key, eos_E, slot_R, row_R)
-    cache, slots, count = decode_segment(sampler, ip, cache, slots, key, eos_E, exit_done, chunk=chunk)
-    return cache, slots, out, (slots["done"], slots["step"], count)
+    cache, slots, counts = decode_segment(sampler, ip, cache, slots, key, eos_E, exit_done, chunk=chunk)
+    return cache, slots, out, (slots["done"], slots["step"], *counts)
 
 
 def compact(sampler: Sampler, cache, slots: dict, out: dict, keep_K: Array):
@@ -322,11 +324,18 @@ def sharded_fns(sampler: Sampler, shardings: Callable, put: Callable, compiler_o
 @dataclasses.dataclass
 class RunStats:
     """What :func:`run` did: ``slot_steps`` = sum over decode steps of the slots computed (the first token
-    of a row comes from the prefill and is not a decode step), ``decode_steps``, ``rounds``,
-    ``compactions``, ``slots`` (initial slot count)."""
+    of a row comes from the prefill and is not a decode step), ``live_slot_steps`` (of those, the live
+    ones), ``decode_steps``, ``rounds``, ``compactions``, ``slots`` (initial slot count), ``kv_read``
+    (cache positions the decode attention read: slots x attended chunks, per step) and ``kv_needed``
+    (positions the live rows attend: prompt + generated so far)."""
 
     slots: int = 0
     slot_steps: int = 0
+    live_slot_steps: int = 0
+    kv_read: float = 0.0
+    kv_needed: float = 0.0
+    waiting_live_slot_steps: int = 0  # live slot-steps of the rounds that started with rows waiting
+    waiting_decode_steps: int = 0  # (the memory-bound phase: how many rows decode at once in the memory)
     decode_steps: int = 0
     rounds: int = 0
     compactions: int = 0
@@ -426,6 +435,7 @@ def run(
         row_R[:k] = [queue.popleft() for _ in range(k)]
         live[free[:k]] = True
         step[free[:k]] = 1
+        waiting = bool(queue)
         if queue:
             exit_done = min(f, len(queue))
         elif s // 2 >= min_slots:
@@ -437,12 +447,18 @@ def run(
         cache, slots, out, info = fns.round(
             ip, cache, slots, out, store, key, eos_E, slot_R, row_R, exit_done, chunk=_chunk_of(pos, chunks)
         )
-        done, step, count = jax.device_get(info)
+        done, step, count, live_steps, needed = jax.device_get(info)
         step = np.asarray(step, np.int64)
         live = ~np.asarray(done)
         stats.rounds += 1
         stats.decode_steps += int(count)
         stats.slot_steps += int(count) * s
+        stats.live_slot_steps += int(live_steps)
+        if waiting:
+            stats.waiting_live_slot_steps += int(live_steps)
+            stats.waiting_decode_steps += int(count)
+        stats.kv_read += float(count) * s * sum(chunks[: _chunk_of(pos, chunks) + 1])
+        stats.kv_needed += float(needed)
         if not queue and not live.any():
             break
         if not queue and s // 2 >= min_slots and live.sum() <= s // 2:

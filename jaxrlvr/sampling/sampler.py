@@ -1,6 +1,7 @@
 """The rollout sampler: bucketed left-padded prompts -> one jitted prefill -> a jitted decode loop.
 
-``generate(config, params, prompts, ...)`` is the entry point (see docs/sampler.md). Under it:
+``sampling.generate(config, params, prompts, ...)`` (``api.py``) is the entry point (see docs/sampler.md);
+its default path is paged continuous batching (``paged.py``), built on this module's :class:`Sampler`:
 
 * :class:`Sampler`, a frozen hashable object holding everything static (model config, strategy, response
   length, pad id, samples per prompt, cache chunking); its ``prefill`` and ``decode`` methods are jitted
@@ -131,17 +132,19 @@ class Sampler:
             logits_BV = self.logits_processor(logits_BV.astype(jnp.float32), rows_B, steps_B)
         return sample_tokens(logits_BV, key, self.sampling, step=step, rows_B=rows_B)
 
-    def prefill_impl(self, ip: InferenceParams, ids_PT: Array, lengths_P: Array, key: Array, eos_E: Array):
+    def prefill_impl(self, ip: InferenceParams, ids_PT: Array, lengths_P: Array, key: Array, eos_E: Array, row0=0):
         """Prefill + first token. ``lengths_P`` = 0 marks a padding prompt (its rows start done).
 
-        ``key``: ``prng.seed_key(seed)``; ``eos_E``: int32 EOS ids (-1 entries never match).
+        ``key``: ``prng.seed_key(seed)``; ``eos_E``: int32 EOS ids (-1 entries never match); ``row0``
+        (traced): the id of the first row, so that a batch can be decoded in waves with each row drawing
+        the numbers of its id in the whole batch (the benchmark's equal-memory static baseline).
         """
         p, t = ids_PT.shape
         g, n = self.num_samples, self.max_new_tokens
         b = p * g
         start_P = t - jnp.maximum(lengths_P, 1)
         logits_PV, cache = inference.prefill(self.config, ip, ids_PT, start_P, num_samples=g, chunks=self.chunks(t))
-        rows_B = jnp.arange(b, dtype=jnp.int32)
+        rows_B = jnp.arange(b, dtype=jnp.int32) + jnp.asarray(row0, jnp.int32)
         tok_B, logp_B = self.sample(jnp.repeat(logits_PV, g, axis=0), key, rows_B, 0)
         real_B = jnp.repeat(lengths_P > 0, g)
         tok_B = jnp.where(real_B, tok_B, self.pad_id)
@@ -366,76 +369,6 @@ def pad_prompts(
     return ids, lengths
 
 
-def generate(
-    config: ModelConfig,
-    params,
-    prompts: Sequence[Sequence[int]],
-    *,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    top_k: int = 0,
-    greedy: bool = False,
-    num_samples: int = 1,
-    eos_ids: Sequence[int] | int,
-    pad_id: int,
-    seed: int,
-    attn_block: int | None = 64,
-    slots: int | None = None,
-    continuous: bool = True,
-) -> SampleOutput:
-    """Samples ``num_samples`` responses of at most ``max_new_tokens`` tokens for each prompt.
-
-    Args:
-      config, params: the model; ``params`` is the ``models.init_params`` tree or (to reuse it across
-        calls) :func:`prepare_params`'s result.
-      prompts: ragged list of token-id lists (each non-empty).
-      max_new_tokens: N, the length of every output row.
-      temperature, top_p, top_k, greedy: the strategy (see :class:`SamplingParams`).
-      num_samples: G samples per prompt, rows ``p*G .. p*G+G-1``; each prompt is prefilled once.
-      eos_ids: token(s) that end a response (included in it); may be empty.
-      pad_id: written after a row's end (and used to left-pad prompts; never attended to).
-      seed: the call's seed; the same arguments give the same output.
-      attn_block: KV-cache chunk size (see :class:`Sampler`); None attends the whole cache each step.
-      slots: decode slots of continuous batching (rows decoded at once; a finished row's slot is refilled
-        with a waiting row). None: as many rows as have their KV cache fit in
-        ``continuous.MEMORY_FRACTION`` of the device memory. The rows are the same for any value.
-      continuous: False runs the static loop instead (all rows decode until the longest one ends).
-
-    Returns:
-      :class:`SampleOutput` with ``len(prompts) * num_samples`` rows.
-
-    Raises:
-      ValueError: bad arguments, a token id outside the vocabulary, or a prompt whose length plus
-        ``max_new_tokens`` exceeds ``config.max_position_embeddings``.
-    """
-    ip = prepare_params(config, params)
-    sampler, ids, lengths, key, eos_arr = setup_call(
-        config,
-        prompts,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        greedy=greedy,
-        num_samples=num_samples,
-        eos_ids=eos_ids,
-        pad_id=pad_id,
-        seed=seed,
-        attn_block=attn_block,
-        cpu_kernels=ip.layout == "out_in" and cpu_kernels_usable(config),
-    )
-    rows = len(prompts) * sampler.num_samples
-    if not continuous:
-        return real_rows(sampler(ip, ids, lengths, key, eos_arr), rows)
-    from jaxrlvr.sampling import continuous as cb
-
-    if slots is None:
-        slots = cb.default_num_slots(config, rows, ids.shape[1], sampler.max_new_tokens)
-    out, _ = cb.run(sampler, ip, ids, lengths, key, eos_arr, num_slots=_as_int("slots", slots, lo=1))
-    return real_rows(out, rows)
-
-
 def setup_call(
     config: ModelConfig,
     prompts: Sequence[Sequence[int]],
@@ -493,7 +426,6 @@ __all__ = [
     "cpu_kernels_usable",
     "bucket_prompt_length",
     "decode_segments",
-    "generate",
     "pad_prompts",
     "prepare_params",
 ]

@@ -15,7 +15,7 @@ every collective. See docs/mesh.md. One concern per module:
 It depends on ``models``, ``sampling`` and ``algos``, never on the trainer.
 """
 
-from jaxrlvr.sharding.memory import GIB, sampler_cache_memory
+from jaxrlvr.sharding.memory import GIB, paged_sampler_memory, sampler_cache_memory
 from jaxrlvr.sharding.mesh import (
     ACTIVATION_AXES,
     BATCH_AXES,
@@ -79,6 +79,7 @@ __all__ = [
     "replicated",
     "resolve_mesh_shape",
     "rules_from_config",
+    "paged_sampler_memory",
     "sampler_cache_memory",
     "sampler_param_shardings",
     "single_device_mesh",

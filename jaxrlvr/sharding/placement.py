@@ -27,6 +27,8 @@ from jaxrlvr.sharding.mesh import (
     replicated,
     validate_rules,
 )
+from jaxrlvr.sharding.sampler import generate as _generate
+from jaxrlvr.sharding.sampler import sampler_param_shardings
 from jaxrlvr.sharding.transfer import conform, put, put_batch
 
 
@@ -210,7 +212,6 @@ class Placement:
     def sampler_params(self, params):
         """Training params -> the sampler's layout, placed for decoding (replicated over data and fsdp)."""
         from jaxrlvr.sampling import InferenceParams, inference
-        from jaxrlvr.sharding.sampler import sampler_param_shardings
 
         if isinstance(params, InferenceParams):
             if params.layout != "auto":
@@ -235,9 +236,11 @@ class Placement:
     def generate(self, config: ModelConfig, params, prompts, **kwargs):
         """``sampling.generate`` on this mesh (same arguments and result); see
         :func:`jaxrlvr.sharding.sampler.generate`."""
-        from jaxrlvr.sharding.sampler import generate
+        return _generate(self, config, params, prompts, **kwargs)
 
-        return generate(self, config, params, prompts, **kwargs)
+    def for_model(self, config: ModelConfig) -> Placement:
+        """The placement of another model on the same mesh and rules."""
+        return placement(self.mesh, config, self.rules)
 
 
 @functools.lru_cache(maxsize=32)

@@ -5,6 +5,7 @@ those shardings; :func:`generate` has :func:`jaxrlvr.sampling.generate`'s argume
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -13,8 +14,10 @@ from jax.sharding import PartitionSpec as P
 
 from jaxrlvr.models import ModelConfig, abstract_params
 from jaxrlvr.sharding.mesh import BATCH_AXES, MeshError, batch_divisor, replicated
-from jaxrlvr.sharding.placement import Placement, placement
 from jaxrlvr.sharding.transfer import put
+
+if TYPE_CHECKING:  # placement.py imports this module (one way)
+    from jaxrlvr.sharding.placement import Placement
 
 
 def _tensor_dim(shape, nt: int) -> int | None:
@@ -187,6 +190,9 @@ def generate(
     seed: int,
     slots: int | None = None,
     continuous: bool = True,
+    paged_cache: bool = True,
+    page_size: int | None = None,
+    pool_pages: int | None = None,
     **sampler_kwargs,
 ):
     """:func:`jaxrlvr.sampling.generate` with the placement's mesh: the same arguments and outputs (the
@@ -194,14 +200,16 @@ def generate(
 
     Weights are converted to the sampler's layout on the mesh (:meth:`Placement.sampler_params`);
     prompts, the loop state and the KV cache are sharded over rows (and the cache over K/V heads); the
-    decode loop runs on the devices with the cache donated; the outputs come back replicated. By default
-    rows decode through ``slots`` continuous-batching slots (sharded over the batch axes; default
-    :func:`default_slots`); ``continuous=False``: the static loop (docs/sampler.md)."""
+    decode loop runs on the devices with the cache donated; the outputs come back replicated. On a mesh of
+    one device the rows decode through the paged sampler (``sampling.paged``, as ``sampling.generate``;
+    ``paged_cache=False``: contiguous slots); on a larger mesh through ``slots`` contiguous
+    continuous-batching slots (sharded over the batch axes; default :func:`default_slots`; the paged pool
+    is not sharded yet); ``continuous=False``: the static loop (docs/sampler.md)."""
     from jaxrlvr.sampling import InferenceParams
     from jaxrlvr.sampling import sampler as sampler_mod
 
     if config != pl.model_cfg:
-        pl = placement(pl.mesh, config, pl.rules)
+        pl = pl.for_model(config)
     call = dict(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
@@ -222,10 +230,23 @@ def generate(
     ):  # one CPU device: the single-device sampler with the CPU decode kernel (docs/sampler.md)
         from jaxrlvr.sampling import generate as generate_one
 
-        return generate_one(config, params, prompts, slots=slots, continuous=continuous, **call)
+        extra = {} if page_size is None else {"page_size": page_size}
+        return generate_one(
+            config, params, prompts, slots=slots, continuous=continuous, paged_cache=paged_cache,
+            pool_pages=pool_pages, **extra, **call,
+        )  # fmt: skip
     sampler, ids, lengths, key, eos_arr = sampler_mod.setup_call(config, prompts, **call)
     rows = len(prompts) * sampler.num_samples
     ip = pl.sampler_params(params)
+    if continuous and paged_cache and pl.mesh.size == 1:
+        from jaxrlvr.sampling import paged
+
+        with pl.context():
+            out, _ = paged.run(
+                sampler, ip, ids, lengths, key, eos_arr, num_slots=slots, pool_pages=pool_pages,
+                page_size=paged.PAGE_SIZE if page_size is None else page_size,
+            )  # fmt: skip
+        return sampler_mod.real_rows(out, rows)
     if continuous:
         from jaxrlvr.sampling import continuous as cb
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from jaxrlvr import algos
 from jaxrlvr.models import ModelConfig
+from jaxrlvr.sampling.paged import PAGE_SIZE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,7 @@ class RolloutConfig:
     overlong_shaping: bool = False
     overlong_buffer: int = 16
     overlong_factor: float = 1.0
+    page_size: int = PAGE_SIZE  # KV-cache page of the paged sampler (docs/sampler.md: why 16)
 
     def __post_init__(self):
         if self.group_size < 2:
@@ -43,6 +45,8 @@ class RolloutConfig:
             raise ValueError(f"rollout.temperature must be a finite number > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"rollout.top_p must lie in (0, 1] (1: no nucleus cut), got {self.top_p}")
+        if self.page_size < 1:
+            raise ValueError(f"rollout.page_size (positions per KV-cache page) must be >= 1, got {self.page_size}")
         if self.top_k < 0:
             raise ValueError(f"rollout.top_k must be >= 0 (0: no top-k cut), got {self.top_k}")
         if self.overlong_shaping and not 0 < self.overlong_buffer <= self.max_new_tokens:
@@ -100,6 +104,7 @@ def rollout(
         eos_ids=tuple(tokenizer.eos_ids),
         pad_id=tokenizer.pad_id,
         seed=seed,
+        page_size=cfg.page_size,
     )
     tokens = np.asarray(out.tokens)
     mask = np.asarray(out.mask).astype(np.int32)

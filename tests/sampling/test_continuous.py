@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrlvr.sampling import continuous, generate, prepare_params, prng
+from jaxrlvr.sampling import continuous, generate, paged, prepare_params, prng
 from jaxrlvr.sampling.sampler import setup_call
 
 N = 10
@@ -150,3 +150,76 @@ def test_sharded_slots_match_one_device(tmp_path):
     assert res["tokens_equal"] and res["lengths_equal"] and res["truncated_equal"], res
     assert res["logprob_max_diff"] < 1e-4
     assert res["compactions"] >= 1 and res["rounds"] > 2 and res["distinct_lengths"] > 2
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(pool_pages=25, page_size=1, num_slots=4),  # the smallest pool: rows wait for pages, preemptions
+        dict(pool_pages=64, page_size=2, num_slots=8, min_slots=1, permute=True),  # compactions, shuffled
+    ],
+)
+def test_paged_rows_equal_static(sampled, prompts, kw):
+    """The paged sampler's rows are the static loop's whatever the pool, page size, slots or order (a row's
+    tokens depend on (seed, row, position) only: not on its slot, its pages or a restart)."""
+    ip, (sampler, ids, lengths, key, eos), static = sampled
+    rows = len(prompts) * 2
+    kw = dict(kw)
+    if kw.pop("permute", False):
+        kw["order"] = np.random.default_rng(1).permutation(rows).tolist()
+    out, stats = paged.run(sampler, ip, ids, lengths, key, eos, **kw)
+    _assert_same(_np(out), static, rows)
+    assert stats.peak_pages <= kw["pool_pages"] and stats.live_slot_steps < rows * (N - 1)
+    if kw["pool_pages"] == 25:
+        assert stats.preemptions > 0 and stats.peak_pages == 25
+    else:
+        assert stats.compactions > 0 and stats.preemptions == 0
+        assert stats.kv_read >= stats.kv_needed > 0
+
+
+def test_paged_pool_too_small(sampled):
+    ip, (sampler, ids, lengths, key, eos), _ = sampled
+    with pytest.raises(ValueError, match="give it at least 7 pages"):
+        paged.run(sampler, ip, ids, lengths, key, eos, pool_pages=6, page_size=4)
+
+
+def test_paged_attention_matches_dense():
+    """The ragged pair list reads only live pages and gives the dense formula's output."""
+    from jaxrlvr.models import paged_attention as pa
+
+    rng = np.random.default_rng(0)
+    s, kv, g, hd, page = 3, 2, 2, 8, 4
+    q = jnp.asarray(rng.standard_normal((s, kv, g, hd)), jnp.float32)
+    k_pool, v_pool = (jnp.asarray(rng.standard_normal((kv, 12, page, hd)), jnp.float32) for _ in range(2))
+    table = jnp.asarray([[0, 1, 5, 6, 7], [0, 1, 8, 9, 3], [2, 10, 11, 4, 4]], jnp.int32)  # rows 0, 1 share 0, 1
+    length = jnp.asarray([18, 9, 0], jnp.int32)  # row 2 is finished (no pairs)
+    count = (length + page - 1) // page
+    slot, col, valid = pa.ragged_pairs(count, 10)
+    np.testing.assert_array_equal(slot, [0, 0, 0, 0, 0, 1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(col, [0, 1, 2, 3, 4, 0, 1, 2, 0, 0])
+    assert int(valid.sum()) == 8
+    keep = pa.pair_keep(col, valid, slot, length, page)
+    assert int(keep.sum()) == 18 + 9  # each row's keys, nothing else
+    got = pa.paged_attention(q, k_pool, v_pool, table[slot, col], slot, keep)
+    want = pa.reference_paged_attention(q, k_pool, v_pool, table, length)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert [paged.pair_bucket(x) for x in (1, 9, 17, 100, 1000)] == [8, 10, 20, 112, 1024]
+
+
+def test_paged_attention_gpu_kernel_interpret():
+    """The Pallas GPU (Triton) paged-attention kernel of the installed JAX, in interpret mode on the CPU,
+    gives the XLA path's output on the sampler's pool layout (shared prompt pages, a finished row)."""
+    from jaxrlvr.models import paged_attention as pa
+    from jaxrlvr.models import paged_attention_kernels as pk
+
+    if not pk.available("pallas_gpu"):
+        pytest.skip("this JAX has no Pallas GPU paged-attention kernel")
+    rng = np.random.default_rng(1)
+    s, kv, g, hd, page = 3, 2, 2, 16, 8
+    q = jnp.asarray(rng.standard_normal((s, kv, g, hd)), jnp.float32)
+    k_pool, v_pool = (jnp.asarray(rng.standard_normal((kv, 12, page, hd)), jnp.float32) for _ in range(2))
+    table = jnp.asarray([[0, 1, 5, 6], [0, 1, 8, 9], [2, 10, 11, 4]], jnp.int32)
+    length = jnp.asarray([27, 9, 0], jnp.int32)
+    want = pa.reference_paged_attention(q, k_pool, v_pool, table, length)
+    got = pk.gpu_paged_attention(q, k_pool, v_pool, table, length, interpret=True, pages_per_compute_block=2)
+    np.testing.assert_allclose(got, want, atol=1e-5)

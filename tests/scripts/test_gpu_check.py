@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 # The in-process parts (~40 CPU-seconds, mostly XLA:CPU compilation) run in the default fixture; the
 # command-line parts (scripts/memory_plan.py twice and scripts/train.py as subprocesses, ~30 CPU-seconds;
 # the scripts themselves are tested in tests/mesh/test_memory_plan.py and tests/train/) in a test marked slow.
-FAST_PARTS = ["env", "parity", "sampler", "update", "attention", "packed"]
+FAST_PARTS = ["env", "parity", "sampler", "update", "attention", "packed", "paged"]
 CLI_PARTS = ["memory", "train"]
 
 
@@ -68,6 +68,8 @@ def test_dry_run_reports_every_part(dry_run):
         and pk["packed_mfu"] > 0
         and pk["update_slots_per_useful_token"] < pk["padded_slots_per_useful_token"]
     )
+    pg = res["paged"]  # paged vs contiguous decode: both ran, with a bandwidth-bound fraction
+    assert all(pg[k]["tokens_per_s"] > 0 and pg[k]["fraction_of_bandwidth_bound"] > 0 for k in ("paged", "contiguous"))
 
 
 def test_a_failing_part_is_recorded_and_the_rest_still_run(tmp_path):

@@ -1,0 +1,88 @@
+"""One-query (decode) attention over a paged KV cache that reads only each row's live pages.
+
+Layout (``jaxrlvr.sampling.paged``): a pool of fixed-size pages per layer, keys and values each
+``[KV, num_pages, page, Hd]``; a row's keys are its positions ``0 .. len - 1`` laid page after page over
+the pages listed in its row of the page table ``table_SM`` (the prompt's full pages first, shared
+read-only by the ``G`` samples of a prompt, then the row's own pages, the first of which starts with a
+copy of the prompt's partly filled last page), so the first ``ceil(len / page)`` columns are live. This
+is the contiguous-positions layout the Pallas paged kernels take (``paged_attention_kernels.py``).
+
+Portable XLA path (:func:`ragged_pairs` + :func:`paged_attention`): the live (row, page) pairs of all rows
+are laid end to end in a flat list of static length ``pairs`` (``>= sum(count_S)``; the sampler's host loop
+picks it from a ladder of sizes per round), each pair gathers its page and scores it against its row's
+query; per-pair softmax statistics (max, normaliser, weighted values) are then merged per row (the online
+softmax merge of Milakov & Gimelshein 2018, as in FlashDecoding's split-K). So a step reads
+``pairs * page`` positions, not ``rows x longest row``: padding pairs read page 0 and are masked out.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+NEG_INF = -1e30
+
+
+def ragged_pairs(count_S: Array, pairs: int) -> tuple[Array, Array, Array]:
+    """The flat (row, page-column) list of ``count_S`` live pages per row, padded to ``pairs`` (static).
+
+    Returns ``slot_L`` (row of each pair), ``col_L`` (its column in the page table) and ``valid_L``; padding
+    entries (``l >= sum(count_S)``) are row 0, column 0, invalid. Rows appear in order, columns ascending.
+    """
+    s = count_S.shape[0]
+    cum_S = jnp.cumsum(count_S.astype(jnp.int32))
+    l_L = jnp.arange(pairs, dtype=jnp.int32)
+    slot_L = jnp.minimum(jnp.searchsorted(cum_S, l_L, side="right").astype(jnp.int32), s - 1)
+    valid_L = l_L < cum_S[-1]
+    col_L = l_L - (cum_S[slot_L] - count_S[slot_L])
+    return jnp.where(valid_L, slot_L, 0), jnp.where(valid_L, col_L, 0), valid_L
+
+
+def pair_keep(col_L: Array, valid_L: Array, slot_L: Array, len_S: Array, page: int) -> Array:
+    """Bool ``[L, page]``: which positions of each pair's page hold a key its row attends: a row's keys
+    are its positions ``0 .. len - 1`` laid page after page (column ``c`` holds ``c * page ..``)."""
+    o = jnp.arange(page, dtype=jnp.int32)[None, :]
+    return valid_L[:, None] & (col_L[:, None] * page + o < len_S[slot_L][:, None])
+
+
+def paged_attention(q_SKGD: Array, k_pool: Array, v_pool: Array, page_L: Array, slot_L: Array, keep_LP: Array):
+    """Attention of one query per row over its live pages (XLA gather path).
+
+    ``q_SKGD``: queries ``[S, KV, G, Hd]`` (G query heads per K/V head); ``k_pool`` / ``v_pool``:
+    ``[KV, num_pages, page, Hd]``; ``page_L`` / ``slot_L``: page and row of each pair; ``keep_LP``: the
+    positions each pair attends. Scores and softmax in float32, probabilities in the compute dtype (the
+    contiguous path's numerics). Returns ``[S, KV, G, Hd]`` in ``q``'s dtype (zeros for a row without a
+    pair)."""
+    s, kv, g, hd = q_SKGD.shape
+    q_L = jnp.take(q_SKGD, slot_L, axis=0)
+    k_L = jnp.take(k_pool, page_L, axis=1, mode="clip")  # [KV, L, page, Hd]
+    v_L = jnp.take(v_pool, page_L, axis=1, mode="clip")
+    sc = jnp.einsum("lkgd,klpd->lkgp", q_L, k_L.astype(q_L.dtype), preferred_element_type=jnp.float32) * hd**-0.5
+    ok = keep_LP[:, None, None, :]
+    sc = jnp.where(ok, sc, NEG_INF)
+    m_L = jnp.max(sc, axis=-1)  # [L, KV, G]
+    p = jnp.where(ok, jnp.exp(sc - m_L[..., None]), 0.0)
+    l_L = jnp.sum(p, axis=-1)
+    o_L = jnp.einsum("lkgp,klpd->lkgd", p.astype(q_L.dtype), v_L.astype(q_L.dtype), preferred_element_type=jnp.float32)
+    m_S = jax.ops.segment_max(m_L, slot_L, num_segments=s)
+    w_L = jnp.exp(m_L - jnp.take(m_S, slot_L, axis=0))
+    den_S = jax.ops.segment_sum(l_L * w_L, slot_L, num_segments=s)
+    num_S = jax.ops.segment_sum(o_L * w_L[..., None], slot_L, num_segments=s)
+    return (num_S / jnp.where(den_S > 0, den_S, 1.0)[..., None]).astype(q_SKGD.dtype)
+
+
+def reference_paged_attention(q_SKGD, k_pool, v_pool, table_SM, len_S):
+    """The dense formula over each row's whole page-table row (every column gathered, masked beyond the
+    row's length ``len_S``): for tests."""
+    s, kv, g, hd = q_SKGD.shape
+    m, page = table_SM.shape[1], k_pool.shape[2]
+    rows = lambda x: jnp.take(x, table_SM, axis=1, mode="clip").transpose(1, 2, 3, 0, 4).reshape(s, m * page, kv, hd)  # noqa: E731
+    k, v = rows(k_pool), rows(v_pool)
+    keep = jnp.arange(m * page, dtype=jnp.int32)[None, :] < len_S[:, None]
+    sc = jnp.einsum("skgd,spkd->skgp", q_SKGD, k, preferred_element_type=jnp.float32) * hd**-0.5
+    sc = jnp.where(keep[:, None, None, :], sc, NEG_INF)
+    w = jax.nn.softmax(sc, axis=-1)
+    w = jnp.where(jnp.any(keep, axis=-1)[:, None, None, None], w, 0.0)
+    return jnp.einsum("skgp,spkd->skgd", w, v.astype(jnp.float32)).astype(q_SKGD.dtype)

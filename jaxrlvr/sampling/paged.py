@@ -1,0 +1,504 @@
+"""Continuous batching over a paged KV cache: the sampler's default path (docs/sampler.md).
+
+The KV cache is a *pool* of fixed-size pages per layer (keys and values ``[KV, num_pages, page, Hd]``).
+Each decode slot has a row in a page table: its prompt's pages first (written once by the prefill and
+shared read-only by the ``G`` samples of the prompt: no copy), then its own pages, taken one at a time as
+the row grows and returned when it finishes. Rows are admitted while free pages allow (not by a fixed
+per-slot reservation of ``prompt + cap`` positions), so the same memory holds several times the rows of
+the contiguous layout (``continuous.py``) when responses are long-tailed; decode attention reads only each
+row's live pages (``models.paged_attention``).
+
+Jitted pure functions (the host loop :func:`run` drives them):
+
+1. :func:`init` -> (pool, slot state, outputs, first tokens).
+2. :func:`open_prompts`: prefills a few prompts and writes their K/V into their pages; samples the first
+   token of each of their ``G`` rows from the prompt's last logits (kept per row, ``[B]``).
+3. :func:`round_`: harvests finished slots' lengths, empties preempted slots, inserts admitted rows, then a
+   ``lax.while_loop`` of decode steps (every slot at its own step; tokens written straight into the
+   ``[B, N]`` outputs) until ``max_steps`` steps, ``exit_done`` slots done, or all done.
+4. :func:`compact`: the live slots into fewer slots once nothing waits.
+
+The host owns the page allocator (a free list): before each round it gives every live slot the pages its
+next ``max_steps`` (= one page) of tokens need, admits waiting rows while the free pages cover their prompt
+(if not yet open) and first page plus one page per live slot (the next round's growth), and, should the
+pool still run dry, *preempts* the live row with the fewest tokens: its pages go back and it restarts from
+its first token later. A row's tokens depend only on (seed, row, position) (``prng.py``), never on its
+slot, its pages or a restart, so the rows equal the static loop's (tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import deque
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrlvr.models.decoder import rope_tables
+from jaxrlvr.models.paged_attention import paged_attention, pair_keep, ragged_pairs
+from jaxrlvr.sampling import inference
+from jaxrlvr.sampling.paged_sizing import (  # noqa: F401  (re-exported: the sizing is part of this API)
+    CPU_MIN_SLOTS,
+    MIN_SLOTS,
+    PAGE_SIZE,
+    POOL_FRACTION,
+    default_min_slots,
+    default_num_slots,
+    default_pool_pages,
+    free_device_bytes,
+    min_pool_pages,
+    page_bytes,
+)
+from jaxrlvr.sampling.sampler import JIT_SPECS, SampleOutput, Sampler, _platform
+
+Array = jax.Array
+
+_PAIR_STEPS_PER_OCTAVE = 4  # pair-list sizes: 4 per doubling (<= 25% padding, few compilations)
+
+
+# ------------------------------------------------------------------------------------------ pure functions
+def init(sampler: Sampler, num_slots: int, num_pages: int, page: int, rows: int):
+    """(pool, slots, out, first): a zeroed pool of ``num_pages`` pages of ``page`` positions (per layer
+    ``(k, v)``, each ``[KV, num_pages, page, Hd]``), ``num_slots`` empty slots (``row`` = ``rows`` when
+    empty, ``step``, ``last``, ``done``, ``plen``), outputs ``tokens`` / ``logp``
+    ``[B, N]`` and ``length`` ``[B]``, and each row's first token / log-prob ``[B]``."""
+    cfg, s, n, pad = sampler.config, num_slots, sampler.max_new_tokens, sampler.pad_id
+    shape = (cfg.num_kv_heads, num_pages, page, cfg.head_dim)
+    pool = tuple((jnp.zeros(shape, cfg.jnp_dtype), jnp.zeros(shape, cfg.jnp_dtype)) for _ in range(cfg.num_layers))
+    zeros = jnp.zeros((s,), jnp.int32)
+    slots = {
+        "row": jnp.full((s,), rows, jnp.int32),
+        "step": zeros,
+        "last": jnp.full((s,), pad, jnp.int32),
+        "done": jnp.ones((s,), bool),
+        "plen": zeros,
+    }
+    out = {
+        "tokens": jnp.full((rows, n), pad, jnp.int32),
+        "logp": jnp.zeros((rows, n), jnp.float32),
+        "length": jnp.zeros((rows,), jnp.int32),
+    }
+    first = {"tok": jnp.full((rows,), pad, jnp.int32), "logp": jnp.zeros((rows,), jnp.float32)}
+    return pool, slots, out, first
+
+
+def open_prompts(sampler: Sampler, ip, pool, first, key, ids_QT, lengths_Q, pages_QM, prompt_Q):
+    """Prefills prompts ``prompt_Q`` (left-padded ``ids_QT``) into their pages ``pages_QM`` (entries
+    ``>= num_pages`` are not written; a dummy entry has all of them so) and samples the first token of each
+    of their ``G`` rows. Donate ``pool`` and ``first``."""
+    q, t = ids_QT.shape
+    m = pages_QM.shape[1]
+    page = pool[0][0].shape[2]
+    g, b = sampler.num_samples, first["tok"].shape[0]
+    start_Q = t - jnp.maximum(lengths_Q, 1)
+    logits_QV, cache = inference.prefill(sampler.config, ip, ids_QT, start_Q, num_samples=1, chunks=(t,))
+    pos = jnp.arange(m * page, dtype=jnp.int32)
+    col_QX = jnp.minimum(start_Q[:, None] + pos[None, :], t - 1)
+    keep_QX = pos[None, :] < lengths_Q[:, None]
+    new = []
+    for (kp, vp), ((k_c,), (v_c,)) in zip(pool, cache, strict=True):
+        k_QTKD = k_c.transpose(0, 3, 1, 2)  # cache k [Q, KV, Hd, T] -> [Q, T, KV, Hd]
+        v_QTKD = v_c.transpose(0, 2, 1, 3)  # cache v [Q, KV, T, Hd]
+        pick = (
+            lambda x: (
+                jnp.where(  # noqa: E731
+                    keep_QX[..., None, None], jnp.take_along_axis(x, col_QX[..., None, None], axis=1), 0
+                )
+                .reshape(q, m, page, *x.shape[2:])
+                .transpose(3, 0, 1, 2, 4)
+            )
+        )  # [KV, Q, M, page, Hd]
+        kp = kp.at[:, pages_QM].set(pick(k_QTKD).astype(kp.dtype), mode="drop")
+        vp = vp.at[:, pages_QM].set(pick(v_QTKD).astype(vp.dtype), mode="drop")
+        new.append((kp, vp))
+    rows = (prompt_Q[:, None] * g + jnp.arange(g, dtype=jnp.int32)[None, :]).reshape(-1)
+    tok, logp = sampler.sample(jnp.repeat(logits_QV, g, axis=0), key, jnp.minimum(rows, b - 1), 0)
+    first = {"tok": first["tok"].at[rows].set(tok, mode="drop"), "logp": first["logp"].at[rows].set(logp, mode="drop")}
+    return tuple(new), first
+
+
+def decode_step(sampler: Sampler, ip, pool, st: dict, table_SM: Array, *, pairs: int):
+    """One token for every live slot: writes the K/V of its last token into its current page, attends its
+    live pages, returns float32 logits ``[S, V]`` and the pool."""
+    cfg = sampler.config
+    s = st["step"].shape[0]
+    nh, kv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    num_pages, page = pool[0][0].shape[1:3]
+    live = ~st["done"]
+    at = st["plen"] + jnp.maximum(st["step"] - 1, 0)  # the position this step writes (its rotary position)
+    cos, sin = rope_tables(at[:, None], hd, cfg.rope_theta, cfg.rope_scaling)
+    count = jnp.where(live, at // page + 1, 0)
+    slot_L, col_L, valid_L = ragged_pairs(count, pairs)
+    page_L = table_SM[slot_L, col_L]
+    keep_LP = pair_keep(col_L, valid_L, slot_L, at + 1, page)
+    col_S = jnp.minimum(at // page, table_SM.shape[1] - 1)
+    w_page = jnp.where(live, jnp.take_along_axis(table_SM, col_S[:, None], axis=1)[:, 0], num_pages)  # dead: drop
+    w_off = at % page
+    x = ip.embed[st["last"]][:, None, :].astype(cfg.jnp_dtype)
+    ck = sampler.cpu_kernels
+    new = []
+    for lp, (kp, vp) in zip(ip.layers, pool, strict=True):
+        h = inference._rms_norm(cfg, x, lp.ln1)
+        q, k, v = inference._qkv(cfg, lp, h, cos, sin, ip.layout, ck)
+        kp = kp.at[:, w_page, w_off].set(k[:, 0].swapaxes(0, 1).astype(kp.dtype), mode="drop")
+        vp = vp.at[:, w_page, w_off].set(v[:, 0].swapaxes(0, 1).astype(vp.dtype), mode="drop")
+        new.append((kp, vp))
+        o = paged_attention(q.reshape(s, kv, nh // kv, hd), kp, vp, page_L, slot_L, keep_LP)
+        x = x + inference._linear(
+            o.reshape(s, 1, nh * hd),
+            lp.wo,
+            out_in=inference._out_in(nh * hd, cfg.hidden_size, ip.layout),
+            cpu_kernel=ck,
+        )
+        x = inference._mlp_residual(cfg, lp, x, ip.layout, ck)
+    h_last = inference._rms_norm(cfg, x[:, 0], ip.final_norm)
+    return inference.logits(cfg, ip, h_last, ck), tuple(new)
+
+
+def _step(sampler: Sampler, ip, key, eos_E, table_SM, carry, *, pairs: int):
+    pool, st, out, stats = carry
+    n = sampler.max_new_tokens
+    i, live = st["step"], ~st["done"]
+    logits_SV, pool = decode_step(sampler, ip, pool, st, table_SM, pairs=pairs)
+    tok, logp = sampler.sample(logits_SV, key, jnp.where(live, st["row"], 0), i)
+    row = jnp.where(live, st["row"], out["length"].shape[0])  # dead: dropped
+    out = dict(out)
+    out["tokens"] = out["tokens"].at[row, i].set(tok, mode="drop")
+    out["logp"] = out["logp"].at[row, i].set(logp, mode="drop")
+    st = dict(st)
+    st["done"] = st["done"] | (live & (Sampler._is_eos(tok, eos_E) | (i + 1 >= n)))
+    st["step"] = i + live.astype(jnp.int32)
+    st["last"] = jnp.where(live, tok, st["last"])
+    li = live.astype(jnp.int32)
+    needed = jnp.sum(li * (st["plen"] + i))  # keys attended: the prompt and the i generated ones
+    stats = (stats[0] + 1, stats[1] + jnp.sum(li), stats[2] + needed.astype(jnp.float32))
+    return pool, st, out, stats
+
+
+def harvest(out: dict, slots: dict) -> dict:
+    """Sets the length of every finished slot's row (the tokens are already in place)."""
+    b = out["length"].shape[0]
+    at = jnp.where(slots["done"], slots["row"], b)
+    return {**out, "length": out["length"].at[at].set(slots["step"], mode="drop")}
+
+
+def round_(
+    sampler: Sampler, ip, pool, slots, out, first, key, eos_E, table_SM, reset_S, slot_R, row_R, plen_R, src_R,
+    dst_R, exit_done, max_steps, *, pairs: int,
+):  # fmt: skip
+    """Harvest, empty the ``reset_S`` slots (preempted rows), insert rows ``row_R`` into slots ``slot_R``
+    (``>= S``: ignored; the partly filled last prompt page ``src_R`` copied into the row's first own page
+    ``dst_R``, ``>= num_pages``: none), then decode until ``max_steps`` steps, ``exit_done`` slots done, or
+    all done.
+    Donate pool, slots and out. Returns (pool, slots, out, info); ``info`` = (done [S], step [S], steps,
+    live slot-steps, key positions needed)."""
+    n, b = sampler.max_new_tokens, out["length"].shape[0]
+    out = harvest(out, slots)
+    slots = {**slots, "done": slots["done"] | reset_S, "row": jnp.where(reset_S, b, slots["row"])}
+    tok_R = jnp.take(first["tok"], row_R, mode="clip")
+    r = row_R.shape[0]
+    values = {
+        "row": row_R,
+        "step": jnp.ones((r,), jnp.int32),
+        "last": tok_R,
+        "done": Sampler._is_eos(tok_R, eos_E) | (n <= 1),
+        "plen": plen_R,
+    }
+    slots = {name: slots[name].at[slot_R].set(values[name], mode="drop") for name in slots}
+    src = jnp.minimum(src_R, pool[0][0].shape[1] - 1)
+    pool = tuple(
+        (kp.at[:, dst_R].set(kp[:, src], mode="drop"), vp.at[:, dst_R].set(vp[:, src], mode="drop")) for kp, vp in pool
+    )
+    row_in = jnp.where(slot_R < slots["row"].shape[0], row_R, b)
+    out = {
+        **out,
+        "tokens": out["tokens"].at[row_in, 0].set(tok_R, mode="drop"),
+        "logp": out["logp"].at[row_in, 0].set(jnp.take(first["logp"], row_R, mode="clip"), mode="drop"),
+    }
+
+    def cond(c):
+        st, stats = c[1], c[3]
+        return jnp.any(~st["done"]) & (jnp.sum(st["done"]) < exit_done) & (stats[0] < max_steps)
+
+    body = lambda c: _step(sampler, ip, key, eos_E, table_SM, c, pairs=pairs)  # noqa: E731
+    zero = (jnp.int32(0), jnp.int32(0), jnp.float32(0))
+    pool, slots, out, stats = jax.lax.while_loop(cond, body, (pool, slots, out, zero))
+    return pool, slots, out, (slots["done"], slots["step"], *stats)
+
+
+def compact(sampler: Sampler, slots: dict, out: dict, keep_K: Array):
+    """(slots, out) with the outputs harvested and only slots ``keep_K`` kept (in that order)."""
+    del sampler
+    out = harvest(out, slots)
+    return jax.tree.map(lambda x: jnp.take(x, keep_K, axis=0), slots), out
+
+
+def finish(sampler: Sampler, slots: dict, out: dict, eos_E: Array) -> SampleOutput:
+    out = harvest(out, slots)
+    return sampler.output(out["tokens"], out["logp"], out["length"], eos_E)
+
+
+JIT_SPECS.update(
+    {
+        "pg_init": (init, {"static_argnums": (0, 1, 2, 3, 4)}),
+        "pg_open": (open_prompts, {"donate_argnums": (2, 3)}),
+        "pg_round": (round_, {"static_argnames": ("pairs",), "donate_argnums": (2, 3, 4)}),
+        "pg_compact": (compact, {}),
+        "pg_finish": (finish, {}),
+    }
+)
+
+
+# --------------------------------------------------------------------------------------------- host loop
+@dataclasses.dataclass
+class PagedStats:
+    """What :func:`run` did. ``live_slot_steps``: sum over decode steps of the live rows;
+    ``kv_read``: positions the decode attention read (pairs x page x steps); ``kv_needed``: positions the
+    live rows attend (prompt + generated so far); ``peak_pages``: most pages in use at a round start."""
+
+    slots: int = 0
+    pool_pages: int = 0
+    page: int = 0
+    slot_steps: int = 0
+    live_slot_steps: int = 0
+    decode_steps: int = 0
+    rounds: int = 0
+    compactions: int = 0
+    preemptions: int = 0
+    prefills: int = 0
+    kv_read: float = 0.0
+    kv_needed: float = 0.0
+    peak_pages: int = 0
+    waiting_live_slot_steps: int = 0  # live slot-steps of the rounds that started with rows waiting
+    waiting_decode_steps: int = 0  # (the memory-bound phase: how many rows decode at once in the memory)
+
+
+def pair_bucket(n: int) -> int:
+    """The pair-list size for ``n`` pairs: ``n`` rounded up on a ladder of 4 sizes per doubling (>= 8)."""
+    n = max(int(n), 8)
+    step = max(1, 1 << max(0, n.bit_length() - 1 - int(math.log2(_PAIR_STEPS_PER_OCTAVE))))
+    return -(-n // step) * step
+
+
+def run(
+    sampler: Sampler,
+    ip,
+    ids_PT,
+    lengths_P,
+    key,
+    eos_E,
+    *,
+    pool_pages: int | None = None,
+    page_size: int = PAGE_SIZE,
+    num_slots: int | None = None,
+    refill_every: int | None = None,
+    min_slots: int | None = None,
+    order: Sequence[int] | None = None,
+) -> tuple[SampleOutput, PagedStats]:
+    """Paged continuous batching over the bucketed prompts ``ids_PT`` / ``lengths_P`` (host arrays, as
+    are ``key`` and ``eos_E``); rows ``p * G + g`` of the real prompts (length > 0).
+
+    Args:
+      pool_pages: pages in the pool (default :func:`default_pool_pages`); at least :func:`min_pool_pages`.
+      page_size: positions per page (default ``PAGE_SIZE``).
+      num_slots: rows decoded at once at most (default :func:`default_num_slots`).
+      refill_every: a round ends once this many slots are done while rows wait (default ``max(1, S // 8)``);
+        a round also ends after ``page_size`` steps (the pages handed out cover that many).
+      min_slots: when nothing waits, live slots move into half as many slots while that is >= this
+        (default :func:`default_min_slots`: ``MIN_SLOTS`` on an accelerator, ``CPU_MIN_SLOTS`` on a CPU).
+      order: the order rows are admitted in (a permutation of the real rows); results do not depend on it.
+    """
+    p, t = ids_PT.shape
+    g, n = sampler.num_samples, sampler.max_new_tokens
+    b = p * g
+    lengths = np.asarray(lengths_P)
+    ids_np = np.asarray(ids_PT)
+    real = [r for r in range(b) if lengths[r // g] > 0]
+    if order is None:
+        order = real
+    elif sorted(order) != real:
+        raise ValueError(f"order must be a permutation of the {len(real)} real rows")
+    if min_slots is None:
+        min_slots = default_min_slots(_platform(ip))
+    page = int(page_size)
+    if page < 1:
+        raise ValueError(f"page_size must be >= 1, got {page_size}")
+    least = min_pool_pages(t, n, page)
+    if pool_pages is None:  # the memory share, but never more than every row at the cap needs
+        every = int(sum(-(-int(x) // page) for x in lengths if x > 0)) + len(real) * -(-(page + n - 1) // page)
+        pool_pages = max(least, min(default_pool_pages(sampler.config, page), every))
+    pool_pages = int(pool_pages)
+    if pool_pages < least:
+        raise ValueError(
+            f"a page pool of {pool_pages} pages of {page} positions cannot hold one row of a {t}-token prompt "
+            f"bucket and {n} new tokens; give it at least {least} pages (more memory or a smaller max_new_tokens)"
+        )
+    if num_slots is None:
+        num_slots = default_num_slots(len(real), pool_pages, page, t, n, g)
+    s = max(1, min(int(num_slots), len(real)))
+    f = refill_every or max(1, s // 8)
+    run_jit = lambda name, *a, **kw: sampler.run_jitted(name, ip, *a, **kw)  # noqa: E731
+    stats = PagedStats(slots=s, pool_pages=pool_pages, page=page)
+
+    m_prompt = -(-t // page)
+    m_cols = m_prompt + max(1, -(-(n - 1) // page))
+    pool, slots, out, first = run_jit("pg_init", s, pool_pages, page, b)
+    free = list(range(pool_pages - 1, -1, -1))  # a stack: pop() takes the lowest page first
+    npp_P = -(-np.maximum(lengths, 1) // page)  # the prompt's pages in the pool
+    fp_P = np.maximum(lengths, 1) // page  # its full pages, shared by its rows' tables
+    prompt_pages: dict[int, list[int]] = {}  # open prompts -> their pages
+    left_P = np.where(lengths > 0, g, 0).astype(np.int64)  # rows of each prompt not finished yet
+    live_P = np.zeros(p, np.int64)  # rows of each prompt in a slot
+    queue = deque(order)
+    slot_row = np.full(s, -1, np.int64)
+    slot_pages: list[list[int]] = [[] for _ in range(s)]
+    step = np.zeros(s, np.int64)
+    live = np.zeros(s, bool)
+    table = np.zeros((s, m_cols), np.int32)
+
+    def own_pages_for(pr: int, steps_now: int) -> int:  # own pages covering this round's writes
+        if n <= 1:
+            return 0
+        return -(-(int(lengths[pr]) + min(steps_now - 1 + page, n - 1)) // page) - int(fp_P[pr])
+
+    def release(slot: int, finished: bool):
+        r = int(slot_row[slot])
+        pr = r // g
+        free.extend(reversed(slot_pages[slot]))
+        slot_pages[slot] = []
+        live_P[pr] -= 1
+        if finished:
+            left_P[pr] -= 1
+            if left_P[pr] == 0:
+                free.extend(reversed(prompt_pages.pop(pr)))
+        slot_row[slot] = -1
+        live[slot] = False
+
+    def close_idle_prompts() -> bool:
+        idle = [pr for pr in prompt_pages if live_P[pr] == 0]
+        for pr in idle:
+            free.extend(reversed(prompt_pages.pop(pr)))
+        return bool(idle)
+
+    stalled = 0  # rounds since a row last finished, while rows are being preempted
+    while True:
+        reset = np.zeros(s, bool)
+        preempted_before = stats.preemptions
+        # 1. pages for the live slots' next round; preempt the youngest rows if the pool runs dry
+        for sl in sorted(np.flatnonzero(live), key=lambda x: -step[x]):
+            if not live[sl]:
+                continue
+            need = own_pages_for(int(slot_row[sl]) // g, int(step[sl])) - len(slot_pages[sl])
+            while need > len(free):
+                victims = [v for v in np.flatnonzero(live) if v != sl]
+                if not victims:
+                    if close_idle_prompts():
+                        continue
+                    raise RuntimeError("page pool exhausted by a single row (min_pool_pages is a bug)")
+                v = min(victims, key=lambda x: (step[x], -x))
+                queue.appendleft(int(slot_row[v]))
+                release(v, finished=False)
+                reset[v] = True
+                stats.preemptions += 1
+            for _ in range(max(need, 0)):
+                pg = free.pop()
+                table[sl, int(fp_P[slot_row[sl] // g]) + len(slot_pages[sl])] = pg
+                slot_pages[sl].append(pg)
+        # 2. admission by free pages (keeping one page per live slot for the next round's growth)
+        admit_slot, admit_row, opened, src, dst = [], [], [], [], []
+        for sl in np.flatnonzero(~live):
+            if not queue:
+                break
+            r = queue[0]
+            pr = r // g
+            cost = (0 if pr in prompt_pages else int(npp_P[pr])) + own_pages_for(pr, 1)
+            if len(free) < cost + int(live.sum()):
+                break
+            queue.popleft()
+            if pr not in prompt_pages:
+                prompt_pages[pr] = [free.pop() for _ in range(int(npp_P[pr]))]
+                opened.append(pr)
+            own = [free.pop() for _ in range(own_pages_for(pr, 1))]
+            fp = int(fp_P[pr])
+            table[sl, :fp] = prompt_pages[pr][:fp]
+            table[sl, fp : fp + len(own)] = own
+            partial = fp < npp_P[pr] and own
+            src.append(prompt_pages[pr][-1] if partial else pool_pages)
+            dst.append(own[0] if partial else pool_pages)
+            slot_row[sl], slot_pages[sl], step[sl], live[sl] = r, own, 1, True
+            live_P[pr] += 1
+            admit_slot.append(sl)
+            admit_row.append(r)
+        if not live.any() and queue:
+            if close_idle_prompts():
+                continue
+            raise RuntimeError("no row fits the page pool")
+        if opened:
+            q = 1 << (len(opened) - 1).bit_length()
+            pages_QM = np.full((q, m_prompt), pool_pages, np.int32)
+            prompt_Q = np.full((q,), p, np.int32)
+            for i, pr in enumerate(opened):
+                pages_QM[i, : len(prompt_pages[pr])] = prompt_pages[pr]
+                prompt_Q[i] = pr
+            idx = np.minimum(prompt_Q, p - 1)
+            pool, first = run_jit("pg_open", ip, pool, first, key, ids_np[idx], lengths[idx], pages_QM, prompt_Q)
+            stats.prefills += 1
+        stats.peak_pages = max(stats.peak_pages, pool_pages - len(free))
+        # 3. one round
+        pairs = pair_bucket(sum(int(fp_P[slot_row[sl] // g]) + len(slot_pages[sl]) for sl in np.flatnonzero(live)))
+        k = len(admit_slot)
+        slot_R = np.full((s,), s, np.int32)
+        row_R = np.full((s,), b, np.int32)
+        slot_R[:k], row_R[:k] = admit_slot, admit_row
+        plen_R = np.where(row_R < b, lengths[np.minimum(row_R, b - 1) // g], 0).astype(np.int32)
+        src_R = np.full((s,), pool_pages, np.int32)
+        dst_R = np.full((s,), pool_pages, np.int32)
+        src_R[:k], dst_R[:k] = src, dst
+        waiting = bool(queue)
+        if queue:  # empty slots count as done: end the round once f more rows finish
+            exit_done = int((~live).sum()) + min(f, len(queue))
+        elif s // 2 >= min_slots:
+            exit_done = s - s // 2
+        else:
+            exit_done = s
+        pool, slots, out, info = run_jit(
+            "pg_round", ip, pool, slots, out, first, key, eos_E, table, reset, slot_R, row_R, plen_R, src_R, dst_R,
+            np.int32(exit_done), np.int32(page), pairs=pairs,
+        )  # fmt: skip
+        done, step_d, count, live_steps, needed = jax.device_get(info)
+        count = int(count)
+        stats.rounds += 1
+        stats.decode_steps += count
+        stats.slot_steps += count * s
+        stats.live_slot_steps += int(live_steps)
+        if waiting:
+            stats.waiting_live_slot_steps += int(live_steps)
+            stats.waiting_decode_steps += int(count)
+        stats.kv_read += float(count) * pairs * page
+        stats.kv_needed += float(needed)
+        step = np.asarray(step_d, np.int64)
+        finished = np.flatnonzero(live & np.asarray(done))
+        for sl in finished:
+            release(sl, finished=True)
+        stalled = 0 if len(finished) or stats.preemptions == preempted_before else stalled + 1
+        if stalled > 2 * (n // page + 2):  # a row left alone finishes within n / page rounds
+            raise RuntimeError(
+                f"paged sampler: rows keep preempting each other in a pool of {pool_pages} pages of {page} "
+                f"positions (no row finished in {stalled} rounds); give it more pages (pool_pages)"
+            )
+        if not queue and not live.any():
+            break
+        if not queue and s // 2 >= min_slots and live.sum() <= s // 2:
+            s2 = s
+            while s2 // 2 >= max(min_slots, live.sum(), 1):
+                s2 //= 2
+            keep = np.concatenate([np.flatnonzero(live), np.flatnonzero(~live)])[:s2]
+            slots, out = run_jit("pg_compact", slots, out, keep.astype(np.int32))
+            slot_row, step, live, table = slot_row[keep], step[keep], live[keep], table[keep]
+            slot_pages = [slot_pages[i] for i in keep]
+            s = s2
+            stats.compactions += 1
+    return run_jit("pg_finish", slots, out, eos_E), stats

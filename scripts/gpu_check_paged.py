@@ -1,0 +1,78 @@
+"""GPU-kit part ``paged`` (issue 28): paged vs contiguous continuous batching at decode, Qwen2.5-1.5B bf16.
+
+The same rows (``ROWS`` rows of 96-128 random prompt tokens, every row run to ``NEW`` tokens: EOS never
+sampled, so both paths decode the same steps) through ``sampling.generate`` with ``paged_cache=True`` and
+``False``, the same slot count (``SLOTS``; the paged pool holds every row, so nothing waits for pages), best
+of ``repeats`` calls after a compiling one. Reports each path's tokens/s, its decode step time (from a
+1-token and an ``NEW``-token call) and the fraction of the HBM-bandwidth bound it reaches: a step must read
+every weight and the live rows' K/V (prompt + half the new tokens on average), at the device's measured
+copy bandwidth (``gpu_check_parts.device_bandwidth``). Sizes fixed here; ``--dry-run``: a tiny model on
+the CPU.
+"""
+
+from __future__ import annotations
+
+import time
+
+GPU_SIZES = dict(preset="qwen2.5-1.5b", overrides={}, rows=64, slots=64, new=257, prompt=(96, 128), repeats=3)
+DRY_SIZES = dict(
+    preset="tiny",
+    overrides=dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2),
+    rows=8,
+    slots=4,
+    new=17,
+    prompt=(4, 8),
+    repeats=2,
+)
+
+
+def part_paged(s, out: dict, dry_run: bool, cap_s: float, save=lambda: None) -> None:
+    import jax
+    import numpy as np
+    from gpu_check_parts import _best, _require_gpu, device_bandwidth
+
+    from jaxrlvr.models import ModelConfig, init_params
+    from jaxrlvr.sampling import bucket_prompt_length, generate, prepare_params
+
+    z = DRY_SIZES if dry_run else GPU_SIZES
+    out["backend"] = _require_gpu(dry_run)
+    bw = device_bandwidth(s.bw_bytes)
+    out["bandwidth"] = bw
+    cfg = ModelConfig.preset(z["preset"], dtype="bfloat16", param_dtype="bfloat16", **z["overrides"])
+    ip = prepare_params(cfg, init_params(cfg, jax.random.key(0)))
+    rng = np.random.default_rng(0)
+    prompts = [rng.integers(1, cfg.vocab_size, int(rng.integers(*z["prompt"]) + 1)).tolist() for _ in range(z["rows"])]
+    bucket = bucket_prompt_length(max(map(len, prompts)))
+    mean_prompt = float(np.mean([len(p) for p in prompts]))
+    kw = dict(temperature=1.0, top_p=1.0, eos_ids=(), pad_id=0, seed=0, slots=z["slots"])
+    item = np.dtype(cfg.jnp_dtype).itemsize
+    weights = (cfg.num_params() - (0 if cfg.tie_word_embeddings else cfg.vocab_size * cfg.hidden_size)) * item
+    per_pos = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * item
+    n = z["new"]
+    out.update(model=z["preset"], rows=z["rows"], slots=z["slots"], new_tokens=n, prompt_bucket=bucket)
+    for name, paged in (("paged", True), ("contiguous", False)):
+        times = {}
+        for m in (1, n):
+            call = lambda m=m, paged=paged: jax.block_until_ready(  # noqa: E731
+                generate(cfg, ip, prompts, max_new_tokens=m, paged_cache=paged, **kw).tokens
+            )
+            t0 = time.perf_counter()
+            call()
+            first = time.perf_counter() - t0
+            times[m], _ = _best(call, z["repeats"])
+            out[f"{name}_first_call_s_n{m}"] = first
+        step = (times[n] - times[1]) / max(n - 1, 1) / -(-z["rows"] // z["slots"])  # per step of the slots
+        live = min(z["rows"], z["slots"])
+        kv = live * per_pos * (mean_prompt + n / 2)  # what the live rows attend, on average over the steps
+        bound = (weights + kv) / (bw["copy_GBps"] * 1e9)
+        out[name] = {
+            "tokens_per_s": z["rows"] * n / times[n],
+            "call_s": times[n],
+            "decode_step_ms": step * 1e3,
+            "bound_ms_copy_bw": bound * 1e3,
+            "fraction_of_bandwidth_bound": bound / step if step > 0 else None,
+        }
+        save()
+        print(f"{name}: {out[name]['tokens_per_s']:.0f} tokens/s, step {step * 1e3:.3f} ms", flush=True)
+    out["paged_speedup"] = out["paged"]["tokens_per_s"] / out["contiguous"]["tokens_per_s"]
+    out["checks"] = {"ran": True}
