@@ -1,6 +1,7 @@
 """Issue 14: the paper presets reproduce the papers (off-policy N, clip values, dual clip, context override,
 warm-up in RL steps) and DAPO dynamic sampling filters on accuracy and never repeats a kept group."""
 
+import contextlib
 import dataclasses
 
 import jax
@@ -160,8 +161,9 @@ def study(tmp_path_factory):
     c.train.max_gen_batches = 2
     c.rollout.overlong_shaping = True  # the penalty makes rewards differ inside all-correct groups
     c.rollout.overlong_buffer = c.rollout.max_new_tokens
-    ctx, params, rows, _, _ = _set_up(c, tmp_path_factory.mktemp("study"), lambda *a, **k: None)
-    return ctx, jax.tree.map(np.array, params), rows
+    with contextlib.ExitStack() as stack:  # holds the workdir lock while the module's tests run
+        ctx, params, rows, _, _ = _set_up(c, tmp_path_factory.mktemp("study"), lambda *a, **k: None, stack)
+        yield ctx, jax.tree.map(np.array, params), rows
 
 
 def _groups(batch, g):
