@@ -1,4 +1,4 @@
-"""Build the training-data-diversity subsets of "Revisiting Entropy" Table 3 (arXiv 2511.05993, 6.3 / App. D.3).
+r"""Build the training-data-diversity subsets of "Revisiting Entropy" Table 3 (arXiv 2511.05993, 6.3 / App. D.3).
 
 usage: python scripts/data_subsets.py --config configs/entropy_study.py[:model=NAME] \
            --config.model.hf_path=MODEL --config.data.path=FULL.jsonl --out DIR \
@@ -35,7 +35,9 @@ def main(argv=None) -> int:
     from jaxrlvr import cli_support
     from jaxrlvr.analysis.data_diversity import DEFAULT_K, TABLE3_SIZES, build_subset_files
 
-    config = config_flags.DEFINE_config_file("config", None, "config file (configs/NAME.py[:presets])", lock_config=True)
+    config = config_flags.DEFINE_config_file(
+        "config", None, "config file (configs/NAME.py[:presets])", lock_config=True
+    )
     out = flags.DEFINE_string("out", None, "output folder of the subset files")
     k = flags.DEFINE_integer("k", DEFAULT_K, "K-means clusters (ours: D.3's K is lost from the text)")
     sizes = flags.DEFINE_string("sizes", ",".join(map(str, TABLE3_SIZES)), "comma-separated subset sizes")
@@ -45,16 +47,25 @@ def main(argv=None) -> int:
 
     def run(args):
         if len(args) > 1:
-            cli_support.fail(f"unexpected arguments {args[1:]}: options are --config, --config.key=value, --out, "
-                             "--k, --sizes, --seed, --batch")
+            cli_support.fail(
+                f"unexpected arguments {args[1:]}: options are --config, --config.key=value, --out, "
+                "--k, --sizes, --seed, --batch"
+            )
         try:
             size_list = [int(s) for s in sizes.value.split(",") if s.strip()]
         except ValueError:
             cli_support.fail(f"--sizes={sizes.value!r}: give comma-separated integers (e.g. 10001,5031,2538,1246,616)")
         cli_support.quiet_logs()
         with cli_support.user_errors():
-            summary = build_subset_files(config.value, out.value, size_list, k=k.value, seed=seed.value,
-                                         batch=batch.value, log=lambda m: print(m, file=sys.stderr))
+            summary = build_subset_files(
+                config.value,
+                out.value,
+                size_list,
+                k=k.value,
+                seed=seed.value,
+                batch=batch.value,
+                log=lambda m: print(m, file=sys.stderr),
+            )
         print(json.dumps({n: s["mean_pairwise_distance"] for n, s in summary["subsets"].items()}, indent=2))
         print(f"subsets: {pathlib.Path(out.value) / 'subsets.json'}")
         return 0

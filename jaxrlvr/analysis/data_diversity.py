@@ -150,8 +150,9 @@ def _jsonable(value):
     return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
-def build_subset_files(c, out_dir, sizes=TABLE3_SIZES, *, k: int = DEFAULT_K, seed: int = 0, batch: int = 16,
-                       log=lambda *a, **kw: None) -> dict:
+def build_subset_files(
+    c, out_dir, sizes=TABLE3_SIZES, *, k: int = DEFAULT_K, seed: int = 0, batch: int = 16, log=lambda *a, **kw: None
+) -> dict:
     """Table 3's training files from a trainer config ``c`` (its ``data.path`` is the full training file):
     every prompt the trainer would keep (same template, tokenizer and ``rollout.max_prompt_len`` filter) is
     embedded with the config's model (:func:`problem_embeddings`), clustered (:func:`kmeans`), and for each
@@ -192,8 +193,7 @@ def build_subset_files(c, out_dir, sizes=TABLE3_SIZES, *, k: int = DEFAULT_K, se
         raise ValueError(f"--k={k} must be in [1, {len(rows)}] (the usable rows)")
     log(f"embedding {len(rows)} prompts of {ds.path}")
     model_cfg, params = build_model(c, tokenizer, jax.random.fold_in(jax.random.key(c.seed), 1), log=log)
-    emb = problem_embeddings(model_cfg, params, [r["prompt_ids"] for r in rows], batch=batch,
-                             pad_id=tokenizer.pad_id)
+    emb = problem_embeddings(model_cfg, params, [r["prompt_ids"] for r in rows], batch=batch, pad_id=tokenizer.pad_id)
     labels, _ = kmeans(emb, k, seed=seed)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -212,7 +212,9 @@ def build_subset_files(c, out_dir, sizes=TABLE3_SIZES, *, k: int = DEFAULT_K, se
                 "clusters": int(np.unique(labels[idx]).size),
                 "mean_pairwise_distance": mean_pairwise_distance(emb[idx]),
             }
-            log(f"{name}: {subsets[name]['clusters']} clusters, mean distance {subsets[name]['mean_pairwise_distance']:.4g}")
+            mpd = subsets[name]["mean_pairwise_distance"]
+            log(f"{name}: {subsets[name]['clusters']} clusters, mean pairwise distance {mpd:.4g}")
+    model = c.model.hf_path or c.model.init_ckpt or "the config's model (random init)"
     summary = {
         "source": str(ds.path),
         "rows_used": len(rows),
@@ -222,8 +224,7 @@ def build_subset_files(c, out_dir, sizes=TABLE3_SIZES, *, k: int = DEFAULT_K, se
         "k": k,
         "seed": seed,
         "cluster_sizes": sorted((int(n) for n in np.bincount(labels, minlength=k)), reverse=True),
-        "embedding": f"mean final-norm hidden state over the {c.data.template!r} prompt tokens of "
-                     f"{c.model.hf_path or c.model.init_ckpt or 'the config model (random init)'}",
+        "embedding": f"mean final-norm hidden state over the {c.data.template!r} prompt tokens of {model}",
         "subsets": subsets,
     }
     (out / "subsets.json").write_text(json.dumps(summary, indent=2) + "\n")
