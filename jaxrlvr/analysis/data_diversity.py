@@ -3,13 +3,15 @@ cluster the training problems by embedding (K-means) and build subsets of the sa
 diversity, then train on each.
 
 Embeddings are the policy's own mean final-norm hidden state over the problem's prompt tokens
-(:func:`problem_embeddings`), so nothing has to be downloaded; the paper's embedding model may differ (our
-choice). :func:`kmeans` is a seeded numpy K-means (k-means++ start, Lloyd iterations).
-:func:`diversity_subsets` draws, for a subset of ``size`` problems, ``"high"``: round-robin over all
-clusters (as many clusters as possible, evenly); ``"low"``: whole clusters, the largest first, until
-``size`` is reached (as few clusters as possible); ``"random"``: uniform, the control. Each subset's
-diversity is measured by :func:`mean_pairwise_distance` of its embeddings. Write the subsets with
-:func:`write_subsets` and point ``data.path`` at each file.
+(:func:`problem_embeddings`), as D.3's "mean-pooled token embedding from the final layer of
+Qwen2.5-Math-7B" (after the final norm and over the chat-templated prompt: ours). :func:`kmeans` is a
+seeded numpy K-means (k-means++ start, Lloyd iterations). :func:`diversity_subsets` draws, for a subset of
+``size`` problems, ``"high"``: round-robin over all clusters (as many clusters as possible, evenly);
+``"low"``: whole clusters, the largest first, until ``size`` is reached (as few clusters as possible);
+``"random"``: uniform, the control. Each subset's diversity is measured by :func:`mean_pairwise_distance`
+of its embeddings. Write the subsets with :func:`write_subsets` and point ``data.path`` at each file;
+:func:`build_subset_files` (``scripts/data_subsets.py``) writes Table 3's ``kmeans_<size>`` / ``random_<size>``
+files from a trainer config.
 """
 
 from __future__ import annotations
