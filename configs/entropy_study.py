@@ -37,8 +37,15 @@ same field to different values), or where one rules out what the other sets, are
   ``algo.rand_pos_clip_match``: "we maintain the same proportion of tokens whose gradients are set to zero");
 - Positive-Advantage Reweighting: ``pos_adv=stage``, ``pos_adv=epoch``, ``pos_adv=entropy``
   (entropy-guided: target 0.2, "around the target value of 0.2"; delta 0.05 and lambda_0 = 0 are ours), or
-  ``pos_adv=0.5`` for a constant lambda.
+  ``pos_adv=0.5`` for a constant lambda;
+- training-data diversity (6.3 / App. D.3, Table 3): ``data_subset=kmeans_616`` ... ``data_subset=random_10001``
+  (``kmeans`` or ``random``, sizes 10001, 5031, 2538, 1246, 616) sets ``data.path`` to
+  ``SUBSETS_DIR/<name>.jsonl`` and nothing else (D.3: "trained with RLVR on all subsets using identical
+  hyperparameters"); ``subsets_dir=DIR`` (default ``data/table3_subsets``, ours) names the folder that
+  ``scripts/data_subsets.py --out DIR`` wrote. A missing file is an error naming that command.
 """
+
+import pathlib
 
 from configs import dapo_baseline
 from configs._smoke import apply_smoke, parse_presets
@@ -46,6 +53,9 @@ from configs._smoke import apply_smoke, parse_presets
 DEFAULT_OFFPOLICY = 4  # App. E.2 / F.8
 ENTROPY_THRESHOLD_PROMPTS = 1000  # 5.1: "we randomly sample 1,000 prompts from the training set"
 VALIDATION_EVERY = 20  # ours: App. B names the validation set, not how often it ran
+TABLE3_SIZES = (10001, 5031, 2538, 1246, 616)  # App. D.3: "subsets of 10,001, 5,031, 2,538, 1,246, and 616 samples"
+DATA_SUBSETS = tuple(f"{kind}_{n}" for kind in ("kmeans", "random") for n in TABLE3_SIZES)
+DEFAULT_SUBSETS_DIR = "data/table3_subsets"  # ours: where the docs' scripts/data_subsets.py command writes
 
 
 def _pos_adv(value):
@@ -66,6 +76,37 @@ def _offpolicy(value):
     if n not in (1, 2, 4):
         raise ValueError(f"offpolicy={value!r}: the study uses N in {{1, 2, 4}} (e.g. offpolicy=2)")
     return {"offpolicy": n}
+
+
+def data_subset(presets) -> str | None:
+    """The ``data.path`` of the ``data_subset=NAME`` / ``subsets_dir=DIR`` presets (None without them). Not a
+    ``SETTINGS`` entry: it changes the data, not the objective, so it combines with every setting."""
+    names = [v for n, v in presets if n == "data_subset"]
+    dirs = [v for n, v in presets if n == "subsets_dir"]
+    if len(names) > 1 or len(dirs) > 1:
+        raise ValueError(f"give data_subset / subsets_dir once each, got {names + dirs}")
+    if dirs and not names:
+        raise ValueError(f"subsets_dir={dirs[0]} is given without data_subset=NAME (e.g. data_subset=kmeans_616)")
+    if not names:
+        return None
+    if names[0] not in DATA_SUBSETS:
+        raise ValueError(f"data_subset={names[0]!r}: use one of Table 3's {', '.join(DATA_SUBSETS)}")
+    if dirs and not dirs[0]:
+        raise ValueError("subsets_dir needs a folder: subsets_dir=DIR")
+    return subset_path(names[0], dirs[0] if dirs else None)
+
+
+def subset_path(name: str, subsets_dir: str | None) -> str:
+    """``SUBSETS_DIR/<name>.jsonl``; a missing file is a ``ValueError`` naming the command that builds it."""
+    folder = subsets_dir or DEFAULT_SUBSETS_DIR
+    path = pathlib.Path(folder) / f"{name}.jsonl"
+    if not path.is_file():
+        raise ValueError(
+            f"data_subset={name}: {path} not found; build Table 3's subsets with: python scripts/data_subsets.py "
+            f"--config configs/entropy_study.py --config.model.hf_path=MODEL --config.data.path=FULL.jsonl "
+            f"--out {folder} (or name their folder with subsets_dir=DIR)"
+        )
+    return str(path)
 
 
 SKYWORK_CONTROLLER = {
@@ -166,7 +207,8 @@ def merge_settings(presets) -> dict:
 
 
 def get_config(arg: str | None = None):
-    presets = parse_presets(arg, set(SETTINGS) | {"model", "smoke"})
+    presets = parse_presets(arg, set(SETTINGS) | {"model", "smoke", "data_subset", "subsets_dir"})
+    subset = data_subset(presets)
     c = dapo_baseline.get_config(",".join(f"model={v}" for n, v in presets if n == "model"))
     c.rollout.prompts_per_step = 256
     c.rollout.group_size = 16
@@ -201,4 +243,6 @@ def get_config(arg: str | None = None):
         c.eval.num_samples = 2
         if c.train.entropy_threshold_prompts:
             c.train.entropy_threshold_prompts = c.rollout.prompts_per_step
+    if subset:  # after smoke, which clears data.path: a subset is kept like a --config.data.path
+        c.data.path = subset
     return c

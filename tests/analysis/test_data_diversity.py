@@ -1,6 +1,7 @@
 """Training-data diversity subsets: K-means on the policy's own problem embeddings -> high / low / random."""
 
 import numpy as np
+import pytest
 
 from jaxrlvr.analysis.data_diversity import (
     diversity_subsets,
@@ -41,3 +42,55 @@ def test_problem_embeddings_from_the_policy_and_written_subsets(tmp_path):
     labels, _ = kmeans(emb, 2, seed=0)
     paths = write_subsets(rows, diversity_subsets(labels, 3), tmp_path)
     assert set(paths) == {"high", "low", "random"} and len(paths["high"].read_text().splitlines()) == 3
+
+
+def test_data_subsets_command_writes_table3_files_and_the_preset_reads_them(tmp_path):
+    """The user's path: scripts/data_subsets.py on the smoke config (character tokenizer, tiny model) over a
+    700-row file, then ``configs/entropy_study.py:data_subset=kmeans_616,subsets_dir=OUT`` points at the file."""
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    from jaxrlvr.cli_support import load_config_file
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    rng = np.random.default_rng(0)
+    rows = [
+        {"id": i, "problem": f"What is {a}+{b}?" if i % 2 else f"Compute {a}*{b} please.", "answer": str(a + b)}
+        for i, (a, b) in enumerate(rng.integers(1, 999, (700, 2)).tolist())
+    ]
+    data, out = tmp_path / "full.jsonl", tmp_path / "subsets"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(root))
+
+    def run(*flags):
+        cmd = [sys.executable, "scripts/data_subsets.py", "--config", "configs/entropy_study.py:smoke"]
+        cmd += [f"--config.data.path={data}", f"--out={out}", *flags]
+        return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+
+    proc = run("--k=4", "--sizes=616,8", "--batch=64")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "subsets.json").read_text())
+    assert summary["k"] == 4 and summary["sizes"] == [616, 8] and summary["rows_used"] == 700
+    assert set(summary["subsets"]) == {"kmeans_616", "random_616", "kmeans_8", "random_8"}
+    by_id = {r["id"]: r for r in rows}
+    picked = {}
+    for name, s in summary["subsets"].items():
+        recs = [json.loads(line) for line in (out / s["file"]).read_text().splitlines()]
+        assert len(recs) == s["size"] and all(by_id[r["id"]] == r for r in recs)  # source records, unchanged
+        assert s["mean_pairwise_distance"] > 0
+        picked[name] = {r["id"] for r in recs}
+    assert picked["kmeans_8"] <= picked["kmeans_616"]  # taken from the top clusters: nested
+    assert summary["subsets"]["kmeans_8"]["clusters"] == 1
+
+    too_big = run("--sizes=701")
+    lines = too_big.stderr.strip().splitlines()
+    assert too_big.returncode == 2 and lines[-1].startswith("error: ") and "701" in lines[-1], too_big.stderr[-2000:]
+
+    study = root / "configs" / "entropy_study.py"
+    c = load_config_file(f"{study}:data_subset=kmeans_616,subsets_dir={out}")
+    assert c.data.path == str(out / "kmeans_616.jsonl")
+    with pytest.raises(ValueError, match=r"random_1246\.jsonl not found.*scripts/data_subsets\.py"):
+        load_config_file(f"{study}:data_subset=random_1246,subsets_dir={out}")
