@@ -8,6 +8,7 @@ any field (``--config.rollout.temperature=0.6``) and an unknown key is an error 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import pathlib
 
@@ -140,6 +141,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.log.tensorboard = True
     c.log.progress = True
     c.log.plots = True
+    # Weights & Biases (optional extra: pip install -e '.[wandb]'; docs/training.md "Logging"): the same scalars
+    # as metrics.jsonl, the config at start. Mode "auto": online with credentials, offline (files only) without.
+    c.log.wandb = False
+    c.log.wandb_project = "jaxrlvr"
+    c.log.wandb_name = ""  # "": the workdir's name
+    c.log.wandb_mode = "auto"  # "auto", "online", "offline" or "disabled"
 
     # Devices (docs/mesh.md): mesh axes (data, fsdp, tensor); -1 = the rest of the devices. Only this
     # section may change when a run resumes (move a run to another mesh by changing it).
@@ -154,6 +161,28 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh.distributed.auto = False  # JAX's cluster detection (SLURM, Open MPI, Kubernetes, TPU)
     c.mesh.distributed.timeout_s = 300
     return c
+
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # sys.modules[module] is None: imports of it are blocked
+        return False
+
+
+def _validate_log(log) -> None:
+    if log.wandb_mode not in WANDB_MODES:
+        raise ValueError(f"log.wandb_mode={log.wandb_mode!r}: use one of {list(WANDB_MODES)}")
+    if log.wandb and not log.wandb_project:
+        raise ValueError("log.wandb=True needs a log.wandb_project (got an empty one)")
+    if log.wandb and not _installed("wandb"):
+        raise ValueError(
+            "log.wandb=True but the wandb package is not installed; install the extra with "
+            "pip install -e '.[wandb]' (or leave log.wandb=False)"
+        )
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
@@ -237,6 +266,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
             f"train.entropy_threshold_prompts={c.train.entropy_threshold_prompts}: the number of prompts that "
             "measure the adaptive entropy threshold (>= 0), used only with algo.entropy_adaptive=True"
         )
+    _validate_log(c.log)
     check_mesh_shape(c.mesh.shape)
     validate_rules(c.mesh.rules)
     if c.mesh.devices == 0 or c.mesh.devices < -1:

@@ -164,6 +164,15 @@ def example_line(row: dict, response: str, width: int = 160) -> str:
     return f"{flat(problem)} -> {flat(response) or '(empty)'} (gold: {row.get('answer')})"
 
 
+def _wandb_args(ctx: RunContext) -> dict | None:
+    """The W&B logger's settings (``log.wandb``; None when off): the config as saved in config.json."""
+    lc = ctx.c.log
+    if not lc.wandb:
+        return None
+    config = json.loads((ctx.workdir / "config.json").read_text())
+    return dict(project=lc.wandb_project, name=lc.wandb_name, mode=lc.wandb_mode, config=config, log=ctx.log)
+
+
 def _restore_or_start(ctx: RunContext, params, train_rows, heldout_rows, stream, ckpt, writer):
     """(state, loop state, first step): the latest checkpoint restored onto this run's mesh (metrics after
     it dropped), or a fresh start (SFT warm start, held-out accuracy before RL, step-0 checkpoint)."""
@@ -214,7 +223,7 @@ def _train(c, workdir: pathlib.Path, log, stop_after: int | None, stack) -> dict
     ckpt = RunCheckpointer(
         workdir, every=c.checkpoint.every, keep=c.checkpoint.keep, checksums=c.checkpoint.checksums, log=log
     )
-    writer = MetricsWriter(workdir, tensorboard=c.log.tensorboard) if ctx.main else NoWriter()
+    writer = MetricsWriter(workdir, tensorboard=c.log.tensorboard, wandb=_wandb_args(ctx)) if ctx.main else NoWriter()
     state, loop, start = _restore_or_start(ctx, params, train_rows, heldout_rows, stream, ckpt, writer)
     loop.summary.update(counts)
 

@@ -6,6 +6,9 @@ Values are converted to plain Python floats/ints on write; non-finite floats are
 TensorBoard events are written synchronously by the training thread (tensorboardX's record writer, without
 its background thread): a full disk or a vanished folder raises here, in the loop, as a :class:`WriterError`
 (one line), instead of killing a writer thread and leaving the loop blocked on its queue.
+
+With ``log.wandb=True`` the same scalars also go to a Weights & Biases run (the optional ``wandb`` extra;
+docs/training.md "Logging"): :class:`WandbLogger`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import math
 import os
 import pathlib
+import secrets
 from collections.abc import Mapping
 
 import numpy as np
@@ -57,15 +61,90 @@ class _TensorBoard:
         self._w.close()
 
 
+def wandb_mode(mode: str, env: Mapping[str, str] | None = None) -> str:
+    """The W&B mode that ``log.wandb_mode`` means: "auto" is ``$WANDB_MODE`` when set, else "online" with
+    credentials (``$WANDB_API_KEY`` or an ``api.wandb.ai`` entry in ``~/.netrc``) and "offline" without."""
+    if mode != "auto":
+        return mode
+    env = os.environ if env is None else env
+    if env.get("WANDB_MODE"):
+        return env["WANDB_MODE"]
+    if env.get("WANDB_API_KEY"):
+        return "online"
+    netrc = pathlib.Path(env.get("NETRC") or pathlib.Path.home() / ".netrc")
+    try:
+        return "online" if "api.wandb.ai" in netrc.read_text(errors="replace") else "offline"
+    except OSError:
+        return "offline"
+
+
+class WandbLogger:
+    """Mirrors the step scalars into a W&B run whose id is kept in ``DIR/wandb_run_id``, so a resumed
+    training continues the same run. Steps are logged as the ``step`` metric (every other key is plotted
+    against it) rather than as W&B's own step, which must only grow: after a resume the steps since the last
+    checkpoint are logged again (metrics.jsonl drops the old rows; W&B keeps both). Files go to ``$WANDB_DIR``
+    or else ``DIR/wandb``. Online start-up that fails (no network) falls back to offline with one warning."""
+
+    def __init__(self, workdir: pathlib.Path, *, project: str, name: str, mode: str, config: dict, log=print):
+        try:
+            import wandb
+        except ImportError as e:  # config.validate says this first; here for direct library use
+            raise ValueError(
+                "log.wandb=True but the wandb package is not installed; install the extra with "
+                "pip install -e '.[wandb]' (or leave log.wandb=False)"
+            ) from e
+        id_file = workdir / "wandb_run_id"
+        run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
+        id_file.write_text(run_id + "\n")
+        wdir = os.environ.get("WANDB_DIR") or str(workdir / "wandb")
+        pathlib.Path(wdir).mkdir(parents=True, exist_ok=True)
+        mode = wandb_mode(mode)
+        kw = dict(
+            project=project, name=name or workdir.resolve().name, id=run_id, resume="allow", dir=wdir, config=config
+        )
+        settings = wandb.Settings(console="off", silent=True, disable_git=True, save_code=False)
+        try:
+            self._run = wandb.init(mode=mode, settings=settings, **kw)
+        except Exception as e:  # noqa: BLE001 (wandb raises its own errors for network and auth failures)
+            if mode != "online":
+                raise WriterError(f"starting the W&B run (log.wandb_mode={mode!r}) failed: {e}") from e
+            log(
+                f"warning: W&B online start failed ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                f"logging offline in {wdir} (upload later with `wandb sync`)"
+            )
+            self._run = wandb.init(mode="offline", settings=settings, **kw)
+        self._run.define_metric("step")
+        self._run.define_metric("*", step_metric="step")
+        self.mode = self._run.settings.mode
+        self.dir = pathlib.Path(self._run.dir).parent  # offline-run-*/ or run-*/ under WANDB_DIR/wandb
+
+    def write(self, step: int, scalars: dict[str, float]) -> None:
+        self._run.log({**scalars, "step": int(step)})
+
+    def close(self) -> None:
+        if self._run is not None:
+            run, self._run = self._run, None
+            run.finish()
+
+
 class MetricsWriter:
     """Appends step records to ``metrics.jsonl`` (resumes by appending) and mirrors scalars to TensorBoard."""
 
-    def __init__(self, workdir: str | os.PathLike, *, tensorboard: bool = True, filename: str = "metrics.jsonl"):
+    def __init__(
+        self,
+        workdir: str | os.PathLike,
+        *,
+        tensorboard: bool = True,
+        filename: str = "metrics.jsonl",
+        wandb: dict | None = None,
+    ):
+        """``wandb``: None, or the keyword arguments of :class:`WandbLogger` (project, name, mode, config)."""
         self.dir = pathlib.Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / filename
         self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self._tb = _TensorBoard(self.dir / "tensorboard") if tensorboard else None
+        self._wandb = WandbLogger(self.dir, **wandb) if wandb is not None else None
 
     def truncate_after(self, step: int) -> None:
         """Drops records with ``step > step`` (a resumed run rewrites the steps after its checkpoint). The file
@@ -96,6 +175,8 @@ class MetricsWriter:
             self._f.flush()
             if self._tb is not None:
                 self._tb.write(step, scalars)
+            if self._wandb is not None:
+                self._wandb.write(step, scalars)
         except OSError as e:
             raise WriterError(
                 f"writing the metrics of step {step} to {self.dir} failed: {e.strerror or e}; the last complete "
@@ -103,7 +184,8 @@ class MetricsWriter:
             ) from e
 
     def close(self) -> None:
-        for f in (self._f.close, self._tb.close if self._tb is not None else None):
+        closers = (self._f.close, self._tb.close if self._tb else None, self._wandb.close if self._wandb else None)
+        for f in closers:
             try:
                 if f is not None:
                     f()

@@ -1,7 +1,9 @@
 """The RL loop end to end on the demo's smoke preset: runs, resume equivalence, NaN stop, validation."""
 
+import importlib.util
 import json
 import shutil
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -29,10 +31,19 @@ def smoke(**over):
     return c
 
 
+HAVE_WANDB = importlib.util.find_spec("wandb") is not None
+
+
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
+    """The demo's smoke run, 4 steps; with W&B logging (offline, into WORKDIR/wandb) when wandb is installed."""
     wd = tmp_path_factory.mktemp("full")
-    summary = train(smoke(**{"train.num_steps": 4}), str(wd), log=lambda *_: None)
+    over = {"train.num_steps": 4}
+    if HAVE_WANDB:
+        over.update({"log.wandb": True, "log.wandb_mode": "offline"})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("WANDB_DIR", raising=False)
+        summary = train(smoke(**over), str(wd), log=lambda *_: None)
     return wd, summary
 
 
@@ -63,6 +74,30 @@ def test_smoke_run_writes_everything(full_run):
     assert recs[-1]["skipped_updates"] == 0 and recs[-1]["skipped_nonfinite_update"] == 0
     cfg, params = load_params(wd)
     assert cfg.vocab_size == 101 and jax.tree.leaves(params)
+
+
+@pytest.mark.skipif(not HAVE_WANDB, reason="the wandb extra is not installed (pip install -e '.[wandb]')")
+def test_wandb_offline_run_holds_the_logged_scalars_and_the_config(full_run):
+    wd, _ = full_run
+    run_id = (wd / "wandb_run_id").read_text().strip()
+    (run_file,) = (wd / "wandb" / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")
+    data = run_file.read_bytes()  # W&B's record log: protobuf records, keys and JSON values as plain bytes
+    for key in read_metrics(wd / "metrics.jsonl")[-1]:
+        assert key.encode() in data, key
+    assert b'"num_steps":4' in data and b"wandb_mode" in data  # the config as saved in config.json
+
+
+def test_wandb_without_the_package_is_one_error_naming_the_extra(monkeypatch):
+    from jaxrlvr.train.metrics import wandb_mode
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
+    with pytest.raises(ValueError, match=r"wandb package is not installed.*pip install -e '\.\[wandb\]'"):
+        config_lib.validate(smoke(**{"log.wandb": True}))
+    with pytest.raises(ValueError, match="log.wandb_mode='cloud'"):
+        config_lib.validate(smoke(**{"log.wandb_mode": "cloud"}))
+    home = {"HOME": "/nonexistent", "NETRC": "/nonexistent/.netrc"}
+    assert wandb_mode("auto", home) == "offline" and wandb_mode("auto", {**home, "WANDB_API_KEY": "k"}) == "online"
+    assert wandb_mode("auto", {**home, "WANDB_MODE": "disabled"}) == "disabled" and wandb_mode("online", {}) == "online"
 
 
 def test_resume_is_exact(full_run, tmp_path):
