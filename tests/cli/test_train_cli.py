@@ -15,7 +15,11 @@ def hf_run(run_cli, tiny_hf, math_file, tmp_path_factory):
     prompt limit that the 2 long rows exceed)."""
     data, _ = math_file
     workdir = tmp_path_factory.mktemp("hf_run") / "run"
-    (doc,) = [a for a in commands("docs/training.md") if option(a, "config.model.hf_path")]
+    (doc,) = [
+        a
+        for a in commands("docs/training.md")
+        if option(a, "config.model.hf_path") and (option(a, "config") or "").endswith(":smoke")
+    ]
     args = replace_option(doc, "config.model.hf_path", str(tiny_hf))
     args = replace_option(args, "config.data.path", str(data))
     args = replace_option(args, "workdir", str(workdir))
