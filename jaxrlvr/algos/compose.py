@@ -18,6 +18,7 @@ from jaxrlvr.algos.losses import (
     kl_penalty,
     policy_loss,
 )
+from jaxrlvr.algos.offpolicy import staleness_weights
 from jaxrlvr.algos.shaping import (
     entropy_advantages,
     log_ppl,
@@ -121,6 +122,7 @@ def token_loss(
     step_state: StepState | None,
     *,
     truncated_B=None,
+    behav_logp_BT=None,
 ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
     """The whole per-token objective of one (micro-)batch as ``(numerator, denominator, metrics)``.
 
@@ -141,6 +143,9 @@ def token_loss(
          ``exclusive_tokens="mask"``: the tokens ``drop_negative_adv`` or a lambda of 0 leave out
          (``exclusive_token_mask``) then leave the aggregation altogether (step 6), KL and entropy terms too.
       4. ``+ kl_coef * kl_penalty(logp, ref_logp, kl_kind)`` if ``kl_coef > 0``.
+      3b. stale rows (``behav_logp_BT`` given; ``rollout.max_staleness > 0``): ``pg *= w_is``, the
+         importance weight of ``config.stale_correction`` (``algos.offpolicy.staleness_weights``), or with
+         ``"behaviour"`` the ratio's denominator is ``behav_logp_BT`` instead of ``old_logp_BT``.
       5. ``- step_state.entropy_coef * H`` if ``entropy_coef != 0`` or ``entropy_adaptive``.
       6. ``aggregate(loss_BT, mask, loss_agg_mode, norm_len=loss_norm_len)``.
 
@@ -161,6 +166,8 @@ def token_loss(
       rng: PRNG key, needed when ``config.needs_rng`` (Clip-Cov, rand_pos_clip), else may be None.
       step_state: ``StepState`` of this step (None: ``initial_step_state(config)``).
       truncated_B: [B] bool, needed when ``mask_truncated``.
+      behav_logp_BT: [B, T] the behaviour policy's log-probs (the sampler's) of stale rows; None (the
+        synchronous loop): no correction at all.
 
     Returns:
       numerator, denominator: float32 scalars.
@@ -169,7 +176,8 @@ def token_loss(
         (A > 0 / A < 0), ``pg_loss`` (weighted policy term), ``adv``, ``weight_zero`` (tokens with pg
         weight 0), ``clipfrac``, ``clipfrac_low``, ``clipfrac_high``, ``clipfrac_dual``, ``approx_kl``;
         when applicable ``clip_cov_selected``, ``kl_cov_selected``, ``rand_pos_clipped``,
-        ``high_entropy_kept``, ``kl``; with ``entropy_BT``: ``entropy``, ``entropy_pos``, ``entropy_neg``
+        ``high_entropy_kept``, ``kl``, ``is_weight`` / ``is_capped`` (stale rows: the importance weight
+        and the share of tokens above ``stale_cap``); with ``entropy_BT``: ``entropy``, ``entropy_pos``, ``entropy_neg``
         (the last two are means over ``num_tokens_pos`` / ``num_tokens_neg``).
     """
     check_2d("logp_BT", logp_BT)
@@ -210,6 +218,14 @@ def token_loss(
         )
     clip_low, clip_high = config.clip_bounds
     metrics: dict[str, jax.Array] = {}
+    w_is = None
+    if behav_logp_BT is not None:
+        w_is, capped = staleness_weights(
+            old_logp_BT, behav_logp_BT, m, mode=config.stale_correction, cap=config.stale_cap
+        )
+        metrics.update(is_weight=total(w_is), is_capped=count(capped))
+        if config.stale_correction == "behaviour":  # plain off-policy PPO: pi_theta / mu
+            old_logp_BT, w_is = behav_logp_BT, None
     if config.loss_variant == "kl_cov":
         pg_BT = kl_cov_terms(
             logp_BT,
@@ -278,6 +294,8 @@ def token_loss(
         keep = high_entropy_mask(entropy_BT, m, config.high_entropy_fraction)
         w_BT = jnp.where(keep, w_BT, 0.0)
         metrics["high_entropy_kept"] = count(keep)
+    if w_is is not None:
+        w_BT = w_BT * w_is
     w_BT = jax.lax.stop_gradient(w_BT)
 
     pg_BT = pg_BT * w_BT

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jaxrlvr.algos.advantages import ADV_SCALES
 from jaxrlvr.algos.entropy import AdaptiveEntropyState, adaptive_entropy_coef, adaptive_entropy_update
 from jaxrlvr.algos.losses import AGG_MODES, KL_KINDS
+from jaxrlvr.algos.offpolicy import STALE_CORRECTIONS
 from jaxrlvr.algos.schedules import (
     pos_adv_lambda_entropy_update,
     pos_adv_lambda_epoch,
@@ -98,6 +99,9 @@ class AlgoConfig:
     high_entropy_only: bool = False
     high_entropy_fraction: float = 0.2
     mask_truncated: bool = False
+    # --- stale rollouts (rollout.max_staleness > 0; algos.offpolicy, docs/algorithms.md "Stale rollouts") ---
+    stale_correction: str = "tis"  # tis | decoupled | behaviour
+    stale_cap: float = 2.0  # ours: the importance weight's bound (tis: truncated at it; decoupled: dropped above)
 
     def __post_init__(self):
         def fail(name, why):
@@ -131,6 +135,8 @@ class AlgoConfig:
         check_choice("kl_kind", KL_KINDS)
         check_choice("pos_adv_mode", POS_ADV_MODES)
         check_choice("exclusive_tokens", EXCLUSIVE_TOKENS)
+        check_choice("stale_correction", STALE_CORRECTIONS)
+        check_num("stale_cap", lo=1.0, lo_open=True)
         for name in (
             "ppl_shaping",
             "position_shaping",

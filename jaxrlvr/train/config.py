@@ -326,14 +326,24 @@ def resolve_sources(c: ml_collections.ConfigDict) -> tuple[ml_collections.Config
 def check_resume_config(saved: dict, c: ml_collections.ConfigDict, free=RESUME_FREE) -> None:
     """A resumed run must have the configuration it was started with, except the keys in ``free`` (sections
     or dotted keys: the mesh, to move a run to other devices; logging, evaluation, checkpoint and dump
-    frequency; ``train.num_steps``, to extend a finished run). ``saved`` is the run's ``config.json``."""
+    frequency; ``train.num_steps``, to extend a finished run). ``saved`` is the run's ``config.json``. A key
+    the saved config lacks (a run started before the key existed) passes when its value is the default."""
     now = json.loads(c.to_json_best_effort())
+    defaults = json.loads(base_config().to_json_best_effort())
+
+    def default(path):
+        d = defaults
+        for k in path:
+            d = d.get(k, "<none>") if isinstance(d, dict) else "<none>"
+        return d
 
     def diff(a, b, path):
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) | set(b)):
                 if ".".join(path + [k]) in free or (not path and k == "model_used"):
                     continue
+                if k not in a and b.get(k) == default(path + [k]):
+                    continue  # a key added since the run started, at its default
                 yield from diff(a.get(k, "<missing>"), b.get(k, "<missing>"), path + [k])
         elif a != b:
             yield ".".join(path), a, b

@@ -18,6 +18,7 @@ from jaxrlvr import algos, runs, sharding
 from jaxrlvr.runs_lock import WorkdirLock
 from jaxrlvr.train import config as config_lib
 from jaxrlvr.train import stages
+from jaxrlvr.train.async_rollout import RolloutProducer, overlap_metrics
 from jaxrlvr.train.checkpoint import RunCheckpointer
 from jaxrlvr.train.controllers import (
     LoopState,
@@ -198,7 +199,7 @@ def _restore_or_start(ctx: RunContext, params, train_rows, heldout_rows, stream,
 
 
 # ---------------------------------------------------------------------------------------------- the loop
-def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
+def train(c, workdir: str, *, log=print, stop_after: int | None = None, _threaded: bool = False) -> dict:
     """Runs (or resumes) the configured RL run in ``workdir``; returns the summary dict.
 
     ``stop_after`` ends this invocation after that many RL steps (after checkpointing), as a preemption
@@ -208,12 +209,39 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None) -> dict:
     with the same config and ``workdir`` (a shared filesystem): each reads its own shard of every prompt
     batch and verifies its share of the responses; sampling, scoring and updates run on the global mesh;
     process 0 writes metrics, config, summary, plots and dumps; checkpoints are written together.
+
+    ``_threaded`` (tests): with ``rollout.max_staleness = 0``, generate on the rollout thread anyway (each
+    step submits and waits for its own batch), to check that the thread changes nothing.
     """
     with contextlib.ExitStack() as stack:
-        return _train(c, pathlib.Path(workdir), log, stop_after, stack)
+        return _train(c, pathlib.Path(workdir), log, stop_after, stack, _threaded)
 
 
-def _train(c, workdir: pathlib.Path, log, stop_after: int | None, stack) -> dict:
+def _seed_base(key, step: int) -> int:
+    """The rollout seed of RL step ``step`` (0-based), the same whichever thread samples it."""
+    return int(jax.random.randint(jax.random.fold_in(key, 1000 + step), (), 0, 2**30))
+
+
+def _producer(ctx: RunContext, stream, key, state, start: int, num_steps: int, stack) -> RolloutProducer:
+    """The rollout thread of an asynchronous run (``rollout.max_staleness = k``), with the rollouts of steps
+    ``start .. start + k - 1`` queued (sampled by the params of step ``start``)."""
+    if jax.process_count() > 1:
+        raise ValueError(
+            f"rollout.max_staleness={ctx.rc.max_staleness} runs on one process for now (this run has "
+            f"{jax.process_count()}): give rollout.max_staleness=0 for a multi-process run"
+        )
+    producer = RolloutProducer(
+        lambda params, seed: stages.collect_rollouts(ctx, params, stream, seed),
+        stream.get_state,
+        lambda step: _seed_base(key, step),
+    )
+    stack.callback(producer.close)
+    for s in range(start, min(start + ctx.rc.max_staleness, num_steps)):
+        producer.submit(s, start, state.params)
+    return producer
+
+
+def _train(c, workdir: pathlib.Path, log, stop_after: int | None, stack, threaded: bool = False) -> dict:
     t_start = time.time()
     stop = stack.enter_context(GracefulStop())  # SIGTERM / SIGINT: finish the step, checkpoint, return
     ctx, params, train_rows, heldout_rows, counts = _set_up(c, workdir, log, stack)
@@ -248,15 +276,27 @@ def _train(c, workdir: pathlib.Path, log, stop_after: int | None, stack) -> dict
             "sec = seconds)"
         )
     hinted = False
+    k = ctx.rc.max_staleness
+    producer = _producer(ctx, stream, key, state, start, num_steps, stack) if k or threaded else None
+    own_sampler = producer.exclusive if producer is not None else contextlib.nullcontext  # evaluations
     for step in range(start, num_steps):
         if stop.requested and n_proc == 1:  # during set-up: the checkpoint of step ``start`` is on disk
             return _stopped(ctx, loop, step, stop.name, writer, ckpt, progress)
         t0 = time.time()
         step_key = jax.random.fold_in(key, 1000 + step)
-        seed_base = int(jax.random.randint(step_key, (), 0, 2**30))
         knobs = sharding.conform(step_knobs(c, state.knobs, loop, step), ctx.pl.replicated)
-        # rollout -> rewards -> filter (dynamic sampling)
-        batch, info = stages.collect_rollouts(ctx, state.params, stream, seed_base)
+        # rollout -> rewards -> filter (dynamic sampling); asynchronous: the rollout thread's batch of this
+        # step, and the one of step + k queued with this step's params (docs/training.md)
+        if producer is None:
+            batch, info = stages.collect_rollouts(ctx, state.params, stream, _seed_base(key, step))
+            data_state = None
+        else:
+            if k == 0:
+                producer.submit(step, step, state.params)
+            job, waited = producer.take(step)
+            batch, info, data_state = job.batch, job.info, job.data_state
+            if k and step + k < num_steps:
+                producer.submit(step + k, step, state.params)
         t1 = time.time()
         # score -> advantages
         scored = stages.score_and_shape(ctx, state, batch, knobs, step=step)
@@ -290,20 +330,31 @@ def _train(c, workdir: pathlib.Path, log, stop_after: int | None, stack) -> dict
         rec = stages.step_metrics(ctx, batch, scored, upd, info, times)
         rec.update({"lambda": float(knobs.lam), "entropy_coef": float(knobs.entropy_coef)})
         rec["time_step"] = time.time() - t0
+        if k:  # asynchronous: the rows' age and how much of the update the sampler covered
+            rec["staleness"] = float(step - job.version)
+            rec.update(
+                overlap_metrics(producer, step_t0=t0, train_t0=t1, train_t1=t3, step_t1=time.time(), waited=waited)
+            )
         observe_stage(c, loop, step, rec["entropy"], rec["accuracy"], log)
         rec["position_active"] = float(knobs.position_active)
         if c.eval.every and ((step + 1) % c.eval.every == 0 or step + 1 == num_steps):
-            rec.update(
-                periodic_eval(c, ctx.model_cfg, state.params, ctx.tokenizer, workdir, step + 1, log, ctx.pl.generate)
-            )
+            with own_sampler():
+                rec.update(
+                    periodic_eval(
+                        c, ctx.model_cfg, state.params, ctx.tokenizer, workdir, step + 1, log, ctx.pl.generate
+                    )
+                )
         if c.data.heldout_every and heldout_rows and (step + 1) % c.data.heldout_every == 0:
-            res = heldout_accuracy(
-                c, ctx.model_cfg, state.params, ctx.tokenizer, heldout_rows, ctx.score_fn,
-                seed=c.seed + 29 + step + 1, generate_fn=ctx.pl.generate,
-            )  # fmt: skip
+            with own_sampler():
+                res = heldout_accuracy(
+                    c, ctx.model_cfg, state.params, ctx.tokenizer, heldout_rows, ctx.score_fn,
+                    seed=c.seed + 29 + step + 1, generate_fn=ctx.pl.generate,
+                )  # fmt: skip
             rec["heldout_accuracy"] = res["accuracy"]
         writer.write(step + 1, rec)
         shown = {"reward": "reward", "acc": "accuracy", "ent": "entropy", "sec": "time_step"}
+        if rec.get("staleness"):
+            shown["stale"] = "staleness"
         if progress is not None:
             progress.set_postfix({k: f"{rec[v]:.3f}" for k, v in shown.items()})
             progress.update(1)
@@ -327,7 +378,8 @@ def _train(c, workdir: pathlib.Path, log, stop_after: int | None, stack) -> dict
         # every process stops after the same step (a signal may reach them at different times)
         asked = [stop.requested] if n_proc == 1 else sharding.process_allgather_json(stop.requested)
         signalled = any(asked) and step + 1 < num_steps
-        loop.data_state = stream.get_state()
+        # the stream's state after this step's draws (asynchronous: not after the jobs still in flight)
+        loop.data_state = stream.get_state() if data_state is None else data_state
         ckpt.save(
             step + 1, state, loop.to_extra(step + 1), ctx.model_cfg, force=step + 1 == num_steps or preempt or signalled
         )

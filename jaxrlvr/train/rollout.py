@@ -33,6 +33,9 @@ class RolloutConfig:
     overlong_buffer: int = 16
     overlong_factor: float = 1.0
     page_size: int = PAGE_SIZE  # KV-cache page of the paged sampler (docs/sampler.md: why 16)
+    # Rollouts of steps t+1..t+k generated while step t updates, with params at most k steps old
+    # (docs/training.md "Asynchronous rollouts"); 0: the synchronous loop, exactly
+    max_staleness: int = 0
 
     def __post_init__(self):
         if self.group_size < 2:
@@ -47,6 +50,10 @@ class RolloutConfig:
             raise ValueError(f"rollout.top_p must lie in (0, 1] (1: no nucleus cut), got {self.top_p}")
         if self.page_size < 1:
             raise ValueError(f"rollout.page_size (positions per KV-cache page) must be >= 1, got {self.page_size}")
+        if isinstance(self.max_staleness, bool) or not isinstance(self.max_staleness, int) or self.max_staleness < 0:
+            raise ValueError(
+                f"rollout.max_staleness must be an integer >= 0 (0: synchronous), got {self.max_staleness!r}"
+            )
         if self.top_k < 0:
             raise ValueError(f"rollout.top_k must be >= 0 (0: no top-k cut), got {self.top_k}")
         if self.overlong_shaping and not 0 < self.overlong_buffer <= self.max_new_tokens:

@@ -198,6 +198,8 @@ def update_policy(ctx: RunContext, state, batch: dict, scored: Scored, *, step: 
     }
     if scored.ref_logp is not None:
         full["ref_logp"] = scored.ref_logp
+    if ctx.rc.max_staleness:  # stale rows: the behaviour policy's log-probs (algos.offpolicy)
+        full["behav_logp"] = batch["sample_logp"]
     b = batch["input_ids"].shape[0]
     metrics = []
     for epoch in range(c.train.ppo_epochs):
@@ -294,7 +296,7 @@ def masked_mean(x, m) -> float:
 
 
 _UPDATE_KEYS = ("loss", "grad_norm", "lr", "clipfrac", "clipfrac_low", "clipfrac_high", "clipfrac_dual")
-_UPDATE_KEYS += ("approx_kl", "kl", "pg_loss")
+_UPDATE_KEYS += ("approx_kl", "kl", "pg_loss", "is_weight", "is_capped")
 
 
 def step_metrics(ctx: RunContext, batch: dict, scored: Scored, upd: dict, info: dict, times: dict) -> dict:

@@ -234,7 +234,8 @@ def train_step_fn(
     """One optimizer update on a mini-batch; returns (new state, metrics).
 
     ``batch`` keys: ``input_ids`` / ``attention_mask`` [B, P+R]; ``old_logp``, ``adv``, ``mask`` [B, R];
-    optional ``ref_logp`` [B, R] (KL), ``truncated`` [B]. B must be a multiple of ``micro_batch``.
+    optional ``ref_logp`` [B, R] (KL), ``truncated`` [B], ``behav_logp`` [B, R] (stale rows, the sampler's
+    log-probs: ``algos.offpolicy``; only with ``rollout.max_staleness > 0``). B must be a multiple of ``micro_batch``.
     Without ``old_logp`` the update is *on-policy*: the old log-probs are the current params' own, taken
     from this update's forward pass (``stop_gradient``; exact, since before this update the params are the
     ones a scoring pass would use), and ``metrics`` gains ``tokens_logp`` / ``tokens_entropy`` [B, R]:
@@ -259,6 +260,7 @@ def train_step_fn(
             key,
             state.knobs,
             truncated_B=mb.get("truncated"),
+            behav_logp_BT=mb.get("behav_logp"),
         )
 
     # Per layout: the scanned micro-batches `xs`, `micro_tokens(params, x)` -> (logp, entropy) of one
