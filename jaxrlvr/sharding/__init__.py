@@ -32,8 +32,10 @@ from jaxrlvr.sharding.mesh import (
     param_specs,
     replicated,
     resolve_mesh_shape,
+    rollout_mesh_from_config,
     rules_from_config,
     single_device_mesh,
+    split_rollout_devices,
     validate_rules,
 )
 from jaxrlvr.sharding.placement import Placement, describe, placement
@@ -68,6 +70,8 @@ __all__ = [
     "logical_to_spec",
     "make_mesh",
     "mesh_from_config",
+    "rollout_mesh_from_config",
+    "split_rollout_devices",
     "param_specs",
     "placement",
     "process_allgather_json",

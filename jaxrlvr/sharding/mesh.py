@@ -86,25 +86,60 @@ def resolve_mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...
     return shape
 
 
+def select_devices(num_devices: int = -1) -> list:
+    """All devices, or the first ``num_devices`` (``mesh.devices``)."""
+    devices = jax.devices()
+    if num_devices not in (-1, 0):
+        if not 0 < num_devices <= len(devices):
+            raise MeshError(f"mesh.devices={num_devices}: only {len(devices)} devices exist")
+        if num_devices < len(devices) and jax.process_count() > 1:
+            raise MeshError("mesh.devices must be -1 (all devices) in a multi-process run")
+        devices = devices[:num_devices]
+    return list(devices)
+
+
 def make_mesh(shape: Sequence[int] = (-1, 1, 1), *, num_devices: int = -1, devices=None) -> Mesh:
     """A ``('data', 'fsdp', 'tensor')`` mesh with Auto axes over ``devices`` (default: all, or the first
     ``num_devices``); one ``shape`` entry may be ``-1``. An impossible shape is a :class:`MeshError`."""
-    if devices is None:
-        devices = jax.devices()
-        if num_devices not in (-1, 0):
-            if not 0 < num_devices <= len(devices):
-                raise MeshError(f"mesh.devices={num_devices}: only {len(devices)} devices exist")
-            if num_devices < len(devices) and jax.process_count() > 1:
-                raise MeshError("mesh.devices must be -1 (all devices) in a multi-process run")
-            devices = devices[:num_devices]
-    devices = list(devices)
+    devices = select_devices(num_devices) if devices is None else list(devices)
     shape = resolve_mesh_shape(shape, len(devices))
     return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices)
 
 
+def split_rollout_devices(devices: Sequence, rollout_devices: float) -> tuple[list, list]:
+    """(training devices, sampling devices) of ``mesh.rollout_devices``: 0 -> all train and sample
+    (colocated); an integer n >= 1 -> the last n devices sample; a fraction in (0, 1) -> that share of them
+    (rounded, at least 1). Both parts must be non-empty."""
+    devices, r = list(devices), float(rollout_devices)
+    if r == 0:
+        return devices, []
+    if r < 0 or (r >= 1 and r != int(r)):
+        raise MeshError(
+            f"mesh.rollout_devices={rollout_devices}: give 0 (colocated), a device count >= 1 or a fraction in (0, 1)"
+        )
+    n = int(r) if r >= 1 else max(1, round(r * len(devices)))
+    if not n < len(devices):
+        raise MeshError(
+            f"mesh.rollout_devices={rollout_devices} leaves no device to train on ({len(devices)} devices in use): "
+            f"give fewer than {len(devices)}"
+        )
+    return devices[: len(devices) - n], devices[len(devices) - n :]
+
+
 def mesh_from_config(c) -> Mesh:
-    """The mesh of a run config (``c.mesh.shape``, ``c.mesh.devices``)."""
-    return make_mesh(tuple(c.mesh.shape), num_devices=int(c.mesh.get("devices", -1)))
+    """The training mesh of a run config (``c.mesh.shape`` over ``c.mesh.devices``, less the sampling devices
+    of ``c.mesh.rollout_devices``)."""
+    devices = select_devices(int(c.mesh.get("devices", -1)))
+    train, _ = split_rollout_devices(devices, c.mesh.get("rollout_devices", 0))
+    return make_mesh(tuple(c.mesh.shape), devices=train)
+
+
+def rollout_mesh_from_config(c) -> Mesh | None:
+    """The sampling mesh (``c.mesh.rollout_shape`` over the devices ``c.mesh.rollout_devices`` sets apart),
+    or None when sampling is colocated with training."""
+    devices = select_devices(int(c.mesh.get("devices", -1)))
+    _, roll = split_rollout_devices(devices, c.mesh.get("rollout_devices", 0))
+    return make_mesh(tuple(c.mesh.get("rollout_shape", (-1, 1, 1))), devices=roll) if roll else None
 
 
 def single_device_mesh(device=None) -> Mesh:

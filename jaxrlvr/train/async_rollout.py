@@ -13,9 +13,11 @@ Resume: each job records the stream's state after its draws (``Job.data_state``)
 ``t`` stores that of job ``t``, so a resumed run re-draws the jobs that were in flight (their rows are
 regenerated with the restored params: nothing is lost or repeated).
 
-On one device the thread and the trainer share the device through JAX's asynchronous dispatch; the params a
-job samples with are a snapshot (one extra copy of the weights per job in flight: one at ``k = 1``), since
-the update donates the trainer's buffers.
+Colocated (one device, or ``mesh.rollout_devices = 0``) the thread and the trainer share the devices through
+JAX's asynchronous dispatch; the params a job samples with are a snapshot (one extra copy of the weights per
+job in flight: one at ``k = 1``), since the update donates the trainer's buffers. With
+``mesh.rollout_devices`` the jobs sample on a mesh of their own and the snapshot is the params sent there
+after each update.
 """
 
 from __future__ import annotations
@@ -51,8 +53,18 @@ class RolloutProducer:
     samples for itself (held-out and periodic evaluations): one generation at a time, so two KV pools never
     coexist."""
 
-    def __init__(self, collect: Callable, stream_state: Callable[[], dict], seed_base: Callable[[int], int]):
+    def __init__(
+        self,
+        collect: Callable,
+        stream_state: Callable[[], dict],
+        seed_base: Callable[[int], int],
+        *,
+        send: Callable | None = None,
+    ):
+        """``send(params)``: the params on the sampler's devices (a mesh of its own); None: a copy on the
+        trainer's (colocated)."""
         self._collect, self._stream_state, self._seed_base = collect, stream_state, seed_base
+        self._send = send or (lambda params: jax.tree.map(jnp.copy, params))
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxrlvr-rollout")
         self._jobs: dict[int, concurrent.futures.Future] = {}
         self._sampler = threading.Lock()
@@ -61,9 +73,9 @@ class RolloutProducer:
 
     # ------------------------------------------------------------------------------------------ jobs
     def submit(self, step: int, version: int, params) -> None:
-        """Queues step ``step``'s rollout with ``params`` (the trainer's, version ``version``; copied here,
-        before the update that donates them)."""
-        snapshot = jax.tree.map(jnp.copy, params)
+        """Queues step ``step``'s rollout with ``params`` (the trainer's, version ``version``; copied or sent
+        to the sampler's devices here, before the update that donates them)."""
+        snapshot = self._send(params)
         seed = self._seed_base(step)
         self._jobs[step] = self._pool.submit(self._run, step, version, snapshot, seed)
 

@@ -153,6 +153,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict()
     c.mesh.shape = (-1, 1, 1)
     c.mesh.devices = -1  # use the first N devices (-1: all; multi-process runs use all)
+    # Asynchronous rollouts on devices of their own (rollout.max_staleness >= 1; docs/training.md): 0 =
+    # colocated; n >= 1 = the last n devices sample; a fraction in (0, 1) = that share of the devices
+    c.mesh.rollout_devices = 0.0
+    c.mesh.rollout_shape = (-1, 1, 1)  # the sampling mesh's (data, fsdp, tensor) shape over those devices
     c.mesh.rules = DEFAULT_RULES  # ordered (logical axis, mesh axes) pairs ending in the catch-all ("*", None)
     c.mesh.distributed = ml_collections.ConfigDict()
     c.mesh.distributed.coordinator_address = ""  # host:port of process 0 (or JAX_COORDINATOR_ADDRESS)
@@ -271,6 +275,13 @@ def validate(c: ml_collections.ConfigDict) -> None:
     validate_rules(c.mesh.rules)
     if c.mesh.devices == 0 or c.mesh.devices < -1:
         raise ValueError(f"mesh.devices must be -1 (all) or >= 1, got {c.mesh.devices}")
+    if c.mesh.rollout_devices:
+        check_mesh_shape(c.mesh.rollout_shape)
+        if not c.rollout.max_staleness:
+            raise ValueError(
+                f"mesh.rollout_devices={c.mesh.rollout_devices} sets devices apart for asynchronous rollouts: give "
+                "rollout.max_staleness >= 1 too (or mesh.rollout_devices=0 to sample on the training mesh)"
+            )
     for key in ("ppl_window", "position_window"):
         w = tuple(t[key])
         if len(w) != 2 or w[0] < 0 or (w[1] < 0 and w[1] != -1):

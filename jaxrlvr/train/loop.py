@@ -224,16 +224,29 @@ def _seed_base(key, step: int) -> int:
 
 def _producer(ctx: RunContext, stream, key, state, start: int, num_steps: int, stack) -> RolloutProducer:
     """The rollout thread of an asynchronous run (``rollout.max_staleness = k``), with the rollouts of steps
-    ``start .. start + k - 1`` queued (sampled by the params of step ``start``)."""
+    ``start .. start + k - 1`` queued (sampled by the params of step ``start``). With ``mesh.rollout_devices``
+    it samples on a mesh of its own, and each job's params are sent there (``jax.device_put``) when queued;
+    otherwise it shares the training mesh and samples from a copy."""
     if jax.process_count() > 1:
         raise ValueError(
             f"rollout.max_staleness={ctx.rc.max_staleness} runs on one process for now (this run has "
             f"{jax.process_count()}): give rollout.max_staleness=0 for a multi-process run"
         )
+    mesh = sharding.rollout_mesh_from_config(ctx.c)
+    sampler_ctx, send = ctx, None
+    if mesh is not None:
+        pl = sharding.placement(mesh, ctx.model_cfg, sharding.rules_from_config(ctx.c))
+        sampler_ctx = dataclasses.replace(ctx, pl=pl)
+        send = lambda params: jax.device_put(params, pl.param_shardings)  # noqa: E731
+        ctx.log(
+            f"asynchronous rollouts on {mesh.devices.size} devices of their own (mesh {dict(mesh.shape)}), "
+            f"training on {ctx.pl.mesh.devices.size} (mesh {dict(ctx.pl.mesh.shape)})"
+        )
     producer = RolloutProducer(
-        lambda params, seed: stages.collect_rollouts(ctx, params, stream, seed),
+        lambda params, seed: stages.collect_rollouts(sampler_ctx, params, stream, seed),
         stream.get_state,
         lambda step: _seed_base(key, step),
+        send=send,
     )
     stack.callback(producer.close)
     for s in range(start, min(start + ctx.rc.max_staleness, num_steps)):
