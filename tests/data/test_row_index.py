@@ -137,3 +137,19 @@ def test_memory_is_small_next_to_the_file(tmp_path):
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert (got["rows"], got["bad"], got["long"], got["batch"]) == (196_000, 1, 4_000, 64)
     assert got["grew_mb"] < 3 * size_mb, (got, size_mb)
+
+
+def test_overlong_prompts_refused_with_the_same_line_as_the_eager_path(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _rows(30) if isinstance(r, dict) and "answer" in r))
+    c = _config(path)
+    c.data.filter_overlong_prompts = False
+    rows, _, _ = build_data(c, TOK)
+    with pytest.raises(ValueError) as lazy:
+        filter_long_prompts(c, rows, "training")
+    with pytest.raises(ValueError) as eager:
+        filter_long_prompts(c, list(rows), "training")
+    assert str(lazy.value) == str(eager.value) and "row 'r4'" in str(lazy.value)
+    c.rollout.max_prompt_len, c.data.filter_overlong_prompts = 5, True
+    with pytest.raises(ValueError, match="every training prompt is longer than rollout.max_prompt_len=5"):
+        filter_long_prompts(c, rows, "training")
