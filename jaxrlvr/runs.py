@@ -28,7 +28,11 @@ key              shape      meaning
 
 The texts file is a JSON list of the ``B`` decoded responses; ``step_NNNNNN.answers.json`` (when present)
 the ``B`` gold answers the verifier compared them with (what per-token impact, Deng et al. Eq. 6, needs to
-score continuations). ``RolloutDump.save`` writes the same format.
+score continuations). ``step_NNNNNN.settings.json`` (when present) holds the settings in force when the dump
+was written (:func:`dump_settings`: the ``rollout`` and ``algo`` sections and ``train.dump_rollouts_every``,
+as dotted keys): a run resumed with another ``dump_rollouts_every`` has dumps written under different
+settings, and ``config.json`` holds only the latest. :meth:`Run.dump_settings` reads them (for older dumps it
+rebuilds them from ``config_history.jsonl``). ``RolloutDump.save`` writes the same format.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ class RolloutDump:
     truncated: np.ndarray
     texts: list[str] | None = None
     answers: list[str] | None = None  # the gold answer of each row
+    settings: dict | None = None  # the run's settings when the dump was written (dump_settings)
 
     def __post_init__(self):
         b, r = np.shape(self.tokens)[:2] if np.ndim(self.tokens) == 2 else (None, None)
@@ -134,7 +139,7 @@ class RolloutDump:
                 raise ValueError(f"rollout dump {path} lacks the arrays {missing} (has {sorted(z.files)})")
             arrays = {k: np.asarray(z[k]) for k in DUMP_KEYS}
         side = {}
-        for k in ("texts", "answers"):
+        for k in ("texts", "answers", "settings"):
             side_path = _side_path(path, k)
             side[k] = json.loads(side_path.read_text()) if side_path.is_file() else None
         return cls(step=int(arrays.pop("step")), group_size=int(arrays.pop("group_size")), **side, **arrays)
@@ -149,6 +154,8 @@ class RolloutDump:
             v = getattr(self, k)
             if v is not None:
                 _side_path(path, k).write_text(json.dumps([str(t) for t in v]))
+        if self.settings is not None:
+            _side_path(path, "settings").write_text(json.dumps(self.settings, sort_keys=True, default=str))
         return path
 
 
@@ -172,6 +179,15 @@ def list_dumps(workdir: str | os.PathLike) -> dict[int, pathlib.Path]:
         if m:
             found[int(m.group(1))] = p
     return dict(sorted(found.items()))
+
+
+DUMP_SETTING_SECTIONS = ("rollout.", "algo.", "train.dump_rollouts_every")
+
+
+def dump_settings(config: dict) -> dict:
+    """The settings a rollout dump records (dotted keys): the ``rollout`` and ``algo`` sections and
+    ``train.dump_rollouts_every`` of a config dict (``config.json``'s layout)."""
+    return {k: v for k, v in _flat(config).items() if k.startswith(DUMP_SETTING_SECTIONS)}
 
 
 def _finite(v) -> float:
@@ -207,8 +223,44 @@ class Run:
             raise KeyError(f"no rollout dump for step {step} in {self.workdir} (have {list(self.dumps)})")
         return RolloutDump.load(self.dumps[step])
 
+    def dump_settings(self, step: int) -> tuple[dict, str]:
+        """(settings in force when the dump of ``step`` was written, where they come from): the dump's own
+        ``settings.json``; for a dump without one, ``config.json`` with every later change in
+        ``config_history.jsonl`` (an invocation after the dump was written) undone; else ``config.json``."""
+        path = self.dumps.get(int(step))
+        if path is None:  # a dump from elsewhere: only the current config is known
+            return dump_settings(self.config or {}), "config.json"
+        side = _side_path(path, "settings")
+        if side.is_file():
+            return json.loads(side.read_text()), "dump"
+        now = dump_settings(self.config or {})
+        history = read_config_history(self.workdir)
+        if not history:
+            return now, "config.json"
+        import calendar
+        import time
+
+        written = path.stat().st_mtime
+        for rec in reversed(history):
+            try:
+                t = calendar.timegm(time.strptime(rec["time"], "%Y-%m-%dT%H:%M:%SZ"))
+            except (KeyError, ValueError):
+                continue
+            if t <= int(written):
+                break
+            for k, (old, _new) in rec.get("changed", {}).items():
+                if k.startswith(DUMP_SETTING_SECTIONS):
+                    now[k] = old
+        return now, "config_history.jsonl"
+
+    def dump_value(self, step: int, dotted: str, default=None):
+        """One setting in force when the dump of ``step`` was written (:meth:`dump_settings`), or ``default``."""
+        v = self.dump_settings(step)[0].get(dotted)
+        return default if v is None else v
+
     def config_value(self, dotted: str, default=None):
-        """A value of the run's ``config.json`` by dotted key (``"rollout.temperature"``), or ``default``."""
+        """A value of the run's ``config.json`` by dotted key (``"rollout.temperature"``), or ``default``.
+        For what a rollout dump was made with, use :meth:`dump_value` (a resume may have changed it)."""
         node = self.config
         for part in dotted.split("."):
             if not isinstance(node, dict) or part not in node:

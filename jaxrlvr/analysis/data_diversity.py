@@ -182,9 +182,10 @@ def build_subset_files(
     records = [rec for line, rec in iter_records(ds.path, ds.config.format) if line not in skipped]
     if len(records) != len(ds.rows):  # every record is either a row or skipped
         raise ValueError(f"{ds.path}: {len(records)} records vs {len(ds.rows)} rows; cannot map rows to records")
-    for i, row in enumerate(ds.rows):
+    all_rows = list(ds.rows)  # every prompt is embedded: read them all (ds.rows reads a row when indexed)
+    for i, row in enumerate(all_rows):
         row["_record"] = i
-    rows, n_long = filter_long_prompts(c, ds.rows, "training")
+    rows, n_long = filter_long_prompts(c, all_rows, "training")
     too_big = [s for s in sizes if s > len(rows)]
     if too_big:
         raise ValueError(

@@ -149,8 +149,9 @@ def model_sections(run, dump, *, impact_rows: int = 4, impact_per_row: int = 2, 
     if path is None:
         return {"note": "no checkpoints in the run: the Eq. 4 and Eq. 6 sections need the policy's weights"}
     model_cfg, params = load_params(path)
-    temp = float(run.config_value("rollout.temperature", 1.0))
-    clip = (float(run.config_value("algo.clip_low", 0.2)), float(run.config_value("algo.clip_high", 0.28)))
+    at = int(dump.step)  # the settings the dump was made with (a resume may have changed config.json)
+    temp = float(run.dump_value(at, "rollout.temperature", 1.0))
+    clip = (float(run.dump_value(at, "algo.clip_low", 0.2)), float(run.dump_value(at, "algo.clip_high", 0.28)))
     g = gradient_norm_proxy(
         model_cfg, params, dump.prompt_ids, dump.prompt_mask, dump.tokens, dump.mask, dump.adv, dump.old_logp,
         temperature=temp, clip_low=clip[0], clip_high=clip[1],
@@ -189,7 +190,7 @@ def model_sections(run, dump, *, impact_rows: int = 4, impact_per_row: int = 2, 
         tokenizer=tokenizer,
         score_fn=lambda t, gold: [bool(getattr(r, "correct", r)) for r in score_batch(t, gold, workers=1)],
         k=impact_k, max_new_tokens=budget, response_budget=budget, temperature=temp,
-        top_p=float(run.config_value("rollout.top_p", 1.0)), seed=int(dump.step),
+        top_p=float(run.dump_value(at, "rollout.top_p", 1.0)), seed=int(dump.step),
     )  # fmt: skip
     ent_at = ent[res.rows, res.positions]
     high = ent_at >= np.median(ent_at)

@@ -18,6 +18,7 @@ import pathlib
 import numpy as np
 
 from jaxrlvr.analysis import findings, plots
+from jaxrlvr.analysis.dump_settings import dump_schedule, dump_settings_table, mixed_settings
 from jaxrlvr.analysis.entropy import ema, entropy_by_outcome, masked_mean, positional_profile
 from jaxrlvr.analysis.prompts import prompt_entropy_html, run_prompt_entropy
 from jaxrlvr.analysis.rollouts import RolloutDump, Run, load_run
@@ -170,6 +171,7 @@ class RunAnalysis:
     correlations: dict[str, dict[str, float]]
     summary: dict[str, float | int | str | None]
     model: dict = dataclasses.field(default_factory=dict)  # findings.model_sections
+    dumps: list = dataclasses.field(default_factory=list)  # dump_settings.dump_settings_table
     vocab: dict = dataclasses.field(default_factory=dict)  # analysis.vocab.vocab_sections
     prompt_entropy: dict = dataclasses.field(default_factory=dict)  # analysis.prompts.run_prompt_entropy
 
@@ -206,6 +208,7 @@ def analyze_run(workdir: str | os.PathLike, opts: ReportOptions = ReportOptions(
         if s in pooled_steps:
             _pool_dump(pool, dump, opts)
 
+    dumps_table = dump_settings_table(run)
     evals = find_eval_summaries(run.workdir)
     correlations = {}
     if evals:
@@ -230,6 +233,7 @@ def analyze_run(workdir: str | os.PathLike, opts: ReportOptions = ReportOptions(
         "final_entropy_ema": last("entropy_ema"),
         "final_accuracy_ema": last("accuracy_ema"),
         "num_dumps": len(run.dumps),
+        "dump_schedule": dump_schedule(dumps_table),  # each dump's own settings, not config.json's
     }
     for k in ("heldout_accuracy_before", "heldout_accuracy_after"):
         if k in run.summary:
@@ -239,6 +243,8 @@ def analyze_run(workdir: str | os.PathLike, opts: ReportOptions = ReportOptions(
         from jaxrlvr.analysis.stats import auroc
 
         summary["pooled_dumps"] = ", ".join(str(s) for s in pooled_steps)
+        if mixed := mixed_settings(dumps_table, pooled_steps):
+            summary["pooled_dumps_note"] = mixed
         summary["pooled_auroc"] = auroc(np.concatenate([sc, si]), np.r_[np.ones(sc.size), np.zeros(si.size)])
         sh = pool.get("shift_all")
         summary["pooled_small_shift_share"] = float(np.mean(np.abs(sh) < opts.shift_threshold)) if sh.size else None
@@ -251,6 +257,7 @@ def analyze_run(workdir: str | os.PathLike, opts: ReportOptions = ReportOptions(
     on = opts.model_sections and opts.prompt_entropy_prompts  # entropy on the prompts themselves (prompts.py)
     return RunAnalysis(
         prompt_entropy=run_prompt_entropy(run, opts.prompt_entropy_prompts) if on else {},
+        dumps=dumps_table,
         model=model,
         run=run,
         options=opts,
@@ -494,6 +501,7 @@ def write_report(
         "summary": a.summary,
         "plateau_index": a.plateau_index,
         "per_dump": a.per_dump,
+        "dumps": a.dumps,
         "correlations": a.correlations,
         "vocab": a.vocab,
         "figures": figures,

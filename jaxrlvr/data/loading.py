@@ -118,34 +118,47 @@ def iter_records(
     """
     fmt = _file_format(path, fmt)
     if fmt == "jsonl":
-        with open(path, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    bad = raw[e.start : e.start + 1].hex()
-                    yield lineno, ValueError(f"not valid UTF-8 (byte 0x{bad} at column {e.start + 1})")
-                    continue
-                if not line.strip():
-                    continue
-                try:
-                    yield lineno, json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield lineno, e
+        for lineno, _, _, rec in jsonl_records(path):
+            yield lineno, rec
         return
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
-    columns = None
-    if fields is not None:
-        names = set(pf.schema_arrow.names)
-        wanted = dict.fromkeys(c for f in fields for c in (f, f.split(".")[0]))  # "a.b" may be a column's name
-        columns = [c for c in wanted if c in names] or None
     lineno = 0
-    for batch in pf.iter_batches(batch_size=4096, columns=columns):
+    for batch in pf.iter_batches(batch_size=4096, columns=parquet_columns(pf.schema_arrow.names, fields)):
         for rec in batch.to_pylist():
             lineno += 1
             yield lineno, rec
+
+
+def jsonl_records(path: pathlib.Path) -> Iterator[tuple[int, int, int, Any]]:
+    """``(line, byte offset, byte length, record)`` of every non-blank line of a JSON Lines file, streamed;
+    ``record`` is an Exception for a line that is not UTF-8 or not JSON."""
+    with open(path, "rb") as f:
+        offset = 0
+        for lineno, raw in enumerate(f, start=1):
+            start, offset = offset, offset + len(raw)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                bad = raw[e.start : e.start + 1].hex()
+                yield lineno, start, len(raw), ValueError(f"not valid UTF-8 (byte 0x{bad} at column {e.start + 1})")
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield lineno, start, len(raw), json.loads(line)
+            except json.JSONDecodeError as e:
+                yield lineno, start, len(raw), e
+
+
+def parquet_columns(names: Sequence[str], fields: Sequence[str] | None) -> list[str] | None:
+    """The top-level Parquet columns that ``fields`` (dotted paths) need; None: all of them."""
+    if fields is None:
+        return None
+    have = set(names)
+    wanted = dict.fromkeys(c for f in fields for c in (f, f.split(".")[0]))  # "a.b" may be a column's name
+    return [c for c in wanted if c in have] or None
 
 
 def get_field(record: Any, field: str) -> Any:
@@ -182,6 +195,59 @@ def _answer_to_str(value: Any) -> str | None:
     return None
 
 
+class _RowChecker:
+    """Validates records into rows (the checks of :func:`load_rows`, except duplicate ids)."""
+
+    def __init__(self, path, problem_field, answer_field, id_field, alt_answers_field, extra_fields):
+        self.path, self.problem_field, self.answer_field = path, problem_field, answer_field
+        self.id_field, self.alt_answers_field, self.extra_fields = id_field, alt_answers_field, tuple(extra_fields)
+
+    @property
+    def fields(self) -> list[str]:
+        opt = (f for f in (self.id_field, self.alt_answers_field) if f)
+        return [self.problem_field, self.answer_field, *opt, *self.extra_fields]
+
+    def row(self, index: int, rec: Any) -> dict | str:
+        """The row of record number ``index`` (0-based, bad records counted), or the reason it is bad."""
+        if isinstance(rec, json.JSONDecodeError):
+            return f"invalid JSON ({rec})"
+        if isinstance(rec, Exception):
+            return str(rec)
+        if not isinstance(rec, dict):
+            return f"a row must be an object, got {type(rec).__name__}"
+        pf, af = self.problem_field, self.answer_field
+        problem = get_field(rec, pf)
+        if problem is _MISSING:
+            return f"missing field {pf!r} (keys: {sorted(rec)[:12]})"
+        if not isinstance(problem, str):
+            return f"field {pf!r} must be a string, got {type(problem).__name__}"
+        if not problem.strip():
+            return f"field {pf!r} is empty"
+        raw_answer = get_field(rec, af)
+        if raw_answer is _MISSING or raw_answer is None:
+            return f"missing field {af!r} (keys: {sorted(rec)[:12]})"
+        answer = _answer_to_str(raw_answer)
+        if answer is None:
+            return f"field {af!r} must be a string or a number, got {type(raw_answer).__name__}"
+        if not answer.strip():
+            return f"field {af!r} is empty"
+        alts: list[str] = []
+        if self.alt_answers_field is not None:
+            raw_alts = get_field(rec, self.alt_answers_field)
+            if raw_alts is not _MISSING and raw_alts is not None:
+                if not isinstance(raw_alts, (list, tuple)):
+                    return f"field {self.alt_answers_field!r} must be a list of answers"
+                alts = [a for a in (_answer_to_str(x) for x in raw_alts) if a and a.strip()]
+        rid = get_field(rec, self.id_field) if self.id_field is not None else _MISSING
+        if rid is _MISSING or rid is None:
+            rid = f"{self.path.stem}-{index}"
+        row = {"id": str(rid), "problem": problem, "answer": answer.strip(), "answer_alternatives": alts}
+        for f in self.extra_fields:
+            v = get_field(rec, f)
+            row[f] = None if v is _MISSING else v
+        return row
+
+
 def load_rows(
     path: str | os.PathLike,
     *,
@@ -193,7 +259,8 @@ def load_rows(
     skip_bad_rows: bool = False,
     format: str = "auto",
 ) -> LoadedRows:
-    """Reads and validates every row of a JSON Lines or Parquet file.
+    """Reads and validates every row of a JSON Lines or Parquet file, all held in memory (benchmarks; a
+    training file goes through :func:`index_rows`, which holds a few numbers per row).
 
     Args:
       path: the file.
@@ -208,71 +275,21 @@ def load_rows(
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
+    check = _RowChecker(path, problem_field, answer_field, id_field, alt_answers_field, extra_fields)
     rows: list[dict] = []
     lines: list[int] = []
     skipped: list[tuple[int, str]] = []
     seen_ids: dict[str, int] = {}
-
-    def bad(lineno: int, reason: str) -> None:
-        if not skip_bad_rows:
-            raise DataError(f"{path}:{lineno}: {reason}")
-        skipped.append((lineno, reason))
-
-    fields = [problem_field, answer_field, *(f for f in (id_field, alt_answers_field) if f), *extra_fields]
-    for index, (lineno, rec) in enumerate(iter_records(path, format, fields)):
-        if isinstance(rec, json.JSONDecodeError):
-            bad(lineno, f"invalid JSON ({rec})")
+    for index, (lineno, rec) in enumerate(iter_records(path, format, check.fields)):
+        row = check.row(index, rec)
+        if not isinstance(row, str) and row["id"] in seen_ids:
+            row = f"duplicate id {row['id']!r} (first on line {seen_ids[row['id']]})"
+        if isinstance(row, str):
+            if not skip_bad_rows:
+                raise DataError(f"{path}:{lineno}: {row}")
+            skipped.append((lineno, row))
             continue
-        if isinstance(rec, Exception):
-            bad(lineno, str(rec))
-            continue
-        if not isinstance(rec, dict):
-            bad(lineno, f"a row must be an object, got {type(rec).__name__}")
-            continue
-        problem = get_field(rec, problem_field)
-        if problem is _MISSING:
-            bad(lineno, f"missing field {problem_field!r} (keys: {sorted(rec)[:12]})")
-            continue
-        if not isinstance(problem, str):
-            bad(lineno, f"field {problem_field!r} must be a string, got {type(problem).__name__}")
-            continue
-        if not problem.strip():
-            bad(lineno, f"field {problem_field!r} is empty")
-            continue
-        raw_answer = get_field(rec, answer_field)
-        if raw_answer is _MISSING or raw_answer is None:
-            bad(lineno, f"missing field {answer_field!r} (keys: {sorted(rec)[:12]})")
-            continue
-        answer = _answer_to_str(raw_answer)
-        if answer is None:
-            bad(
-                lineno,
-                f"field {answer_field!r} must be a string or a number, got {type(raw_answer).__name__}",
-            )
-            continue
-        if not answer.strip():
-            bad(lineno, f"field {answer_field!r} is empty")
-            continue
-        alts: list[str] = []
-        if alt_answers_field is not None:
-            raw_alts = get_field(rec, alt_answers_field)
-            if raw_alts is not _MISSING and raw_alts is not None:
-                if not isinstance(raw_alts, (list, tuple)):
-                    bad(lineno, f"field {alt_answers_field!r} must be a list of answers")
-                    continue
-                alts = [a for a in (_answer_to_str(x) for x in raw_alts) if a and a.strip()]
-        rid = get_field(rec, id_field) if id_field is not None else _MISSING
-        if rid is _MISSING or rid is None:
-            rid = f"{path.stem}-{index}"
-        rid = str(rid)
-        if rid in seen_ids:
-            bad(lineno, f"duplicate id {rid!r} (first on line {seen_ids[rid]})")
-            continue
-        seen_ids[rid] = lineno
-        row = {"id": rid, "problem": problem, "answer": answer.strip(), "answer_alternatives": alts}
-        for f in extra_fields:
-            v = get_field(rec, f)
-            row[f] = None if v is _MISSING else v
+        seen_ids[row["id"]] = lineno
         rows.append(row)
         lines.append(lineno)
     if not rows:

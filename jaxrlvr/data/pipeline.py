@@ -1,7 +1,9 @@
 """grain pipelines of prompts: file -> validated rows -> prompt ids -> (shuffle, epochs, shard) -> batches.
 
-``PromptDataset(config, tokenizer)`` reads and validates the file (see :mod:`jaxrlvr.data.loading`),
-turns every problem into prompt token ids with the named template, and builds a ``grain.MapDataset``:
+``PromptDataset(config, tokenizer)`` validates and indexes the file (see :mod:`jaxrlvr.data.row_index`:
+one pass keeps each row's place in the file and its prompt's token count, not the row), and builds a
+``grain.MapDataset`` whose rows are read and turned into prompt token ids (the named template) when a batch
+asks for them:
 
     rows --shuffle(seed), reshuffled every epoch--> --repeat(num_epochs)--> --[shard_index::shard_count]-->
     --batch(batch_size)--> batches (lists of row dicts)
@@ -22,12 +24,15 @@ small JSON-able dict the trainer saves (with orbax, e.g. ``grain.checkpoint.Chec
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import grain
+import numpy as np
 
-from jaxrlvr.data.loading import DataError, load_rows, resolve_data_path
+from jaxrlvr.data.loading import DataError, resolve_data_path
+from jaxrlvr.data.row_index import index_rows
 from jaxrlvr.data.templates import get_template
 from jaxrlvr.data.tokenizer import Tokenizer
 
@@ -126,7 +131,8 @@ class PromptDataset:
 
     Attributes:
       config: the :class:`DataConfig`.
-      rows: every usable row of the file (all shards), each with ``prompt_ids``.
+      rows: every usable row of the file (all shards), each with ``prompt_ids``: an
+        :class:`~jaxrlvr.data.row_index.IndexedRows`, which reads and tokenizes a row when it is asked for.
       skipped: ``(line, reason)`` of every skipped row (bad rows and over-long prompts).
       shard_index / shard_count: the resolved shard.
       dataset: the ``grain.MapDataset`` of batches (or rows when ``batch_size`` is None).
@@ -136,7 +142,7 @@ class PromptDataset:
         self.config = config
         self.template = get_template(config.template)
         path = resolve_data_path(config.path, config.data_dir)
-        loaded = load_rows(
+        index = index_rows(
             path,
             problem_field=config.problem_field,
             answer_field=config.answer_field,
@@ -145,23 +151,23 @@ class PromptDataset:
             extra_fields=config.extra_fields,
             skip_bad_rows=config.skip_bad_rows,
             format=config.format,
+            encode=functools.partial(self.template.encode, tokenizer=tokenizer),
         )
         self.path = path
-        self.skipped = list(loaded.skipped)
-        rows = []
-        for row, line in zip(loaded.rows, loaded.lines, strict=True):
-            ids = self.template.encode(row["problem"], tokenizer)
-            if config.max_prompt_tokens is not None and len(ids) > config.max_prompt_tokens:
+        self.skipped = list(index.skipped)
+        rows = index
+        limit = config.max_prompt_tokens
+        if limit is not None and (index.prompt_lengths > limit).any():
+            for i in np.flatnonzero(index.prompt_lengths > limit):
+                line = int(index.lines[i])
                 reason = (
-                    f"prompt of id {row['id']!r} has {len(ids)} tokens > max_prompt_tokens={config.max_prompt_tokens}"
+                    f"prompt of id {index[i]['id']!r} has {index.prompt_lengths[i]} tokens > max_prompt_tokens={limit}"
                 )
                 if not config.skip_bad_rows:
                     raise DataError(f"{path}:{line}: {reason}")
                 self.skipped.append((line, reason))
-                continue
-            row["prompt_ids"] = ids
-            rows.append(row)
-        if not rows:
+            rows = index.subset(np.flatnonzero(index.prompt_lengths <= limit))
+        if not len(rows):
             raise DataError(f"{path}: no rows left after filtering ({len(self.skipped)} skipped)")
         self.rows = rows
         self.shard_index, self.shard_count = _resolve_shard(config)

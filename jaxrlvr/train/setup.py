@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -72,10 +72,12 @@ class PromptStream:
     With ``shard_count`` > 1 (one shard per process) shard ``i`` yields rows ``[i*k, (i+1)*k)`` of every
     global batch of ``batch`` rows (``k = batch / shard_count``): the shards' batches concatenated in shard
     order are the unsharded stream's batches, and the iterator state (batches consumed) is the same on
-    every shard, so a run may resume on a different number of processes.
+    every shard, so a run may resume on a different number of processes. ``rows`` may be a list or a
+    data file's lazy :class:`~jaxrlvr.data.row_index.IndexedRows` (only a batch's rows are read): the
+    order and the state depend only on the number of rows and the seed.
     """
 
-    def __init__(self, rows: list[dict], batch: int, seed: int, *, shard_index: int = 0, shard_count: int = 1):
+    def __init__(self, rows: Sequence[dict], batch: int, seed: int, *, shard_index: int = 0, shard_count: int = 1):
         import grain
 
         if shard_count < 1 or not 0 <= shard_index < shard_count:
@@ -100,10 +102,13 @@ class PromptStream:
         self._it.set_state(state)
 
 
-def build_data(c, tokenizer) -> tuple[list[dict], list[dict], int]:
+def build_data(c, tokenizer) -> tuple[Sequence[dict], list[dict], int]:
     """(train rows, held-out rows, bad rows skipped), each row with ``prompt_ids`` and ``answer`` (before the
-    length filter). Bad rows of a data file are an error naming file and line, or with ``data.skip_bad_rows``
-    skipped: their count is returned (the trainer logs it and records it in summary.json)."""
+    length filter). A data file's training rows are an :class:`~jaxrlvr.data.row_index.IndexedRows`: a
+    sequence that reads and tokenizes a row when it is indexed (memory per row: its place in the file and
+    its prompt length; ``docs/data.md``); the synthetic source's are lists. Bad rows of a data file are an
+    error naming file and line, or with ``data.skip_bad_rows`` skipped: their count is returned (the trainer
+    logs it and records it in summary.json)."""
     if c.data.source == "synthetic":
         if c.data.synthetic_task == "testbed":
             train, heldout = testbed.disjoint_splits(c.data.synthetic_train, c.data.heldout, c.seed)
@@ -119,25 +124,35 @@ def build_data(c, tokenizer) -> tuple[list[dict], list[dict], int]:
     return ds.rows, [], ds.num_skipped
 
 
-def filter_long_prompts(c, rows: list[dict], what: str) -> tuple[list[dict], int]:
+def filter_long_prompts(c, rows, what: str):
     """(rows whose prompt fits ``rollout.max_prompt_len``, number dropped). Every row is checked; with
-    ``data.filter_overlong_prompts`` off the first over-long row is an error naming it and the fix."""
+    ``data.filter_overlong_prompts`` off the first over-long row is an error naming it and the fix.
+
+    ``rows``: a list of dicts with ``prompt_ids``, or a file's :class:`~jaxrlvr.data.row_index.IndexedRows`,
+    which is filtered from the prompt lengths of its indexing pass (no row is read again) and stays an index.
+    """
     limit = c.rollout.max_prompt_len
-    kept = [r for r in rows if len(r["prompt_ids"]) <= limit]
-    if len(kept) < len(rows) and not c.data.filter_overlong_prompts:
-        bad = next(r for r in rows if len(r["prompt_ids"]) > limit)
-        longest = max(len(r["prompt_ids"]) for r in rows)
+    lengths = getattr(rows, "prompt_lengths", None)
+    if lengths is None:
+        lengths = np.asarray([len(r["prompt_ids"]) for r in rows], dtype=np.int64)
+    keep = np.flatnonzero(lengths <= limit)
+    n = len(lengths)
+    if keep.size < n and not c.data.filter_overlong_prompts:
+        first = int(np.flatnonzero(lengths > limit)[0])
         raise ValueError(
-            f"{len(rows) - len(kept)} of {len(rows)} {what} prompts are longer than rollout.max_prompt_len={limit} "
-            f"(e.g. row {bad.get('id')!r}: {len(bad['prompt_ids'])} tokens; longest {longest}); raise "
-            "rollout.max_prompt_len or set data.filter_overlong_prompts=True to drop them"
+            f"{n - keep.size} of {n} {what} prompts are longer than rollout.max_prompt_len={limit} "
+            f"(e.g. row {rows[first].get('id')!r}: {int(lengths[first])} tokens; longest {int(lengths.max())}); "
+            "raise rollout.max_prompt_len or set data.filter_overlong_prompts=True to drop them"
         )
-    if rows and not kept:
+    if n and not keep.size:
         raise ValueError(
             f"every {what} prompt is longer than rollout.max_prompt_len={limit} tokens "
-            f"(shortest {min(len(r['prompt_ids']) for r in rows)}); raise rollout.max_prompt_len"
+            f"(shortest {int(lengths.min())}); raise rollout.max_prompt_len"
         )
-    return kept, len(rows) - len(kept)
+    if keep.size == n:
+        return rows, 0
+    kept = rows.subset(keep) if hasattr(rows, "subset") else [rows[int(i)] for i in keep]
+    return kept, n - int(keep.size)
 
 
 def make_score_fn(c):

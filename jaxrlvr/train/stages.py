@@ -9,13 +9,14 @@ the placement's jitted functions put it on the mesh. ``train.loop.train`` string
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxrlvr import algos, sharding
-from jaxrlvr.runs import RolloutDump, dump_path
+from jaxrlvr.runs import RolloutDump, dump_path, dump_settings
 from jaxrlvr.train.packing import pack_batch
 from jaxrlvr.train.rollout import concat_rollouts, rollout, select_groups
 from jaxrlvr.train.setup import RunContext, gather_prompt_rows
@@ -239,7 +240,9 @@ def update_policy(ctx: RunContext, state, batch: dict, scored: Scored, *, step: 
 
 
 # ---------------------------------------------------------------------------------------------- dumps
-def dump_rollouts(workdir, step, batch, *, prompt_len, group_size, old_logp, entropy, adv, adv_group, new_logp):
+def dump_rollouts(
+    workdir, step, batch, *, prompt_len, group_size, old_logp, entropy, adv, adv_group, new_logp, settings=None
+):
     """Saves the batch a step trained on to ``rollouts/step_NNNNNN.npz`` (+ ``.texts.json``,
     ``.answers.json``) in the format of :class:`jaxrlvr.runs.RolloutDump` (documented there):
     ``old_logp`` is the rollout policy at the rollout temperature, ``adv`` the shaped advantage,
@@ -262,6 +265,7 @@ def dump_rollouts(workdir, step, batch, *, prompt_len, group_size, old_logp, ent
         truncated=batch["truncated"],
         texts=[str(t) for t in batch["texts"]],
         answers=[str(a) for a in batch["answers"]],
+        settings=settings,
     )
     return dump.save(dump_path(workdir, step))
 
@@ -286,6 +290,7 @@ def dump_stage(ctx: RunContext, state, batch: dict, scored: Scored, step: int) -
             adv=scored.adv,
             adv_group=scored.adv_group,
             new_logp=new_logp,
+            settings=dump_settings(json.loads(ctx.c.to_json_best_effort())),  # what this dump was made with
         )
 
 

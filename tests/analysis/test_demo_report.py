@@ -1,6 +1,7 @@
 """The report from a real (smoke-sized) demo run with rollout dumps; cross-checks against the trainer."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -76,3 +77,45 @@ def test_gradient_proxy_on_demo_dump_reproduces_new_logp(demo_run):
     np.testing.assert_allclose(res.logp[m], dump.new_logp[m], atol=2e-4)
     assert np.all(res.g[~m] == 0) and np.all(res.g[m] >= 0)
     assert masked_mean(res.g, m) > 0
+
+
+@pytest.mark.slow
+def test_analyze_cli_reads_each_dumps_own_settings_after_a_resume(demo_run, tmp_path):
+    """The demo run resumed with another dump_rollouts_every: config.json says the new value, and
+    scripts/analyze.py reports each dump with the settings it was written with (the dump's settings.json;
+    for dumps without one, config_history.jsonl)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from jaxrlvr.runs_lock import LOCK_NAME
+
+    wd = tmp_path / "resumed"
+    shutil.copytree(demo_run, wd, ignore=shutil.ignore_patterns(LOCK_NAME, "analysis"))
+    c = demo.get_config("smoke")
+    c.log.tensorboard = False
+    c.log.plots = False
+    c.train.dump_rollouts_every = 2
+    c.train.num_steps = 4
+    train(c, str(wd), log=lambda *_: None)
+    assert json.loads((wd / "config.json").read_text())["train"]["dump_rollouts_every"] == 2
+    root = pathlib.Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root), JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, "scripts/analyze.py", "--workdir", str(wd), "--no_model"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '"dump_schedule": "steps 1-2: every 1; step 4: every 2"' in proc.stdout
+    dumps = json.loads((wd / "analysis" / "analysis.json").read_text())["dumps"]
+    assert [(d["step"], d["every"], d["from"]) for d in dumps] == [(1, 1, "dump"), (2, 1, "dump"), (4, 2, "dump")]
+    # dumps written before dumps recorded their settings: rebuilt from config_history.jsonl
+    for step in (1, 2, 4):
+        (wd / "rollouts" / f"step_{step:06d}.settings.json").unlink()
+    for step in (1, 2):  # written well before the resume (one-second timestamps in the history)
+        t = (wd / "rollouts" / f"step_{step:06d}.npz").stat().st_mtime - 5
+        os.utime(wd / "rollouts" / f"step_{step:06d}.npz", (t, t))
+    run = load_run(wd)
+    assert [run.dump_settings(s)[0]["train.dump_rollouts_every"] for s in (1, 2, 4)] == [1, 1, 2]
+    assert run.dump_settings(1)[1] == "config_history.jsonl"
