@@ -51,6 +51,7 @@ CAPS = {
     "attention": 60,
     "packed": 150,
     "paged": 120,
+    "async": 150,
     "memory": 120,
     "train": 100,
 }

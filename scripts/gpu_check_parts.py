@@ -542,6 +542,7 @@ def part_train(s: Shapes, out: dict, dry_run: bool, cap_s: float) -> None:
     out["checks"] = {"exit_0": rc == 0, "three_steps": out["steps_logged"] == 3}
 
 
+from gpu_check_async import part_async  # noqa: E402
 from gpu_check_packed import part_attention, part_packed  # noqa: E402
 from gpu_check_paged import part_paged  # noqa: E402
 
@@ -553,6 +554,7 @@ PARTS = {
     "attention": part_attention,
     "packed": part_packed,
     "paged": part_paged,
+    "async": part_async,
     "memory": part_memory,
     "train": part_train,
 }
