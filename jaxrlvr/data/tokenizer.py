@@ -14,6 +14,7 @@ from a hub: a missing folder or file is an error naming the path.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pathlib
 from collections.abc import Sequence
@@ -155,8 +156,8 @@ class CharTokenizer:
         if len(set(self.alphabet)) != len(self.alphabet):
             raise ValueError("CharTokenizer alphabet has repeated characters")
 
-    @property
-    def _char_to_id(self) -> dict[str, int]:
+    @functools.cached_property
+    def _char_to_id(self) -> dict[str, int]:  # built once per tokenizer (encode is called per row)
         return {c: i + len(CHAR_SPECIALS) for i, c in enumerate(self.alphabet)}
 
     @property
