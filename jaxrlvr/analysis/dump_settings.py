@@ -11,6 +11,7 @@ SHOWN = {
     "rollout.temperature": "temperature",
     "rollout.top_p": "top_p",
     "rollout.max_new_tokens": "max_new_tokens",
+    "rollout.max_staleness": "max_staleness",
 }
 
 
@@ -53,3 +54,15 @@ def mixed_settings(table: list[dict], steps: list[int]) -> str | None:
     if not differ:
         return None
     return f"the dumps {', '.join(str(r['step']) for r in rows)} were sampled with different {', '.join(differ)}"
+
+
+def measured_policy(table: list[dict]) -> str:
+    """Which policy the dumps' ``old_logp`` / ``entropy`` measure: the one that sampled (synchronous), or,
+    with asynchronous rollouts (``rollout.max_staleness = k > 0``), the params at each update's start."""
+    ks = sorted({int(r.get("max_staleness") or 0) for r in table})
+    if not ks or ks == [0]:
+        return "the policy that sampled the rows (synchronous rollouts)"
+    return (
+        "the params at each update's start (proximal policy), not the one that sampled: rollouts up to "
+        f"{max(ks)} step(s) old (rollout.max_staleness={'/'.join(map(str, ks))})"
+    )

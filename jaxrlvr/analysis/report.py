@@ -18,7 +18,7 @@ import pathlib
 import numpy as np
 
 from jaxrlvr.analysis import findings, plots
-from jaxrlvr.analysis.dump_settings import dump_schedule, dump_settings_table, mixed_settings
+from jaxrlvr.analysis.dump_settings import dump_schedule, dump_settings_table, measured_policy, mixed_settings
 from jaxrlvr.analysis.entropy import ema, entropy_by_outcome, masked_mean, positional_profile
 from jaxrlvr.analysis.prompts import prompt_entropy_html, run_prompt_entropy
 from jaxrlvr.analysis.rollouts import RolloutDump, Run, load_run
@@ -234,6 +234,7 @@ def analyze_run(workdir: str | os.PathLike, opts: ReportOptions = ReportOptions(
         "final_accuracy_ema": last("accuracy_ema"),
         "num_dumps": len(run.dumps),
         "dump_schedule": dump_schedule(dumps_table),  # each dump's own settings, not config.json's
+        "entropy_measured_under": measured_policy(dumps_table),
     }
     for k in ("heldout_accuracy_before", "heldout_accuracy_after"):
         if k in run.summary:

@@ -108,6 +108,7 @@ def test_analyze_cli_reads_each_dumps_own_settings_after_a_resume(demo_run, tmp_
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert '"dump_schedule": "steps 1-2: every 1; step 4: every 2"' in proc.stdout
+    assert '"entropy_measured_under": "the policy that sampled the rows (synchronous rollouts)"' in proc.stdout
     dumps = json.loads((wd / "analysis" / "analysis.json").read_text())["dumps"]
     assert [(d["step"], d["every"], d["from"]) for d in dumps] == [(1, 1, "dump"), (2, 1, "dump"), (4, 2, "dump")]
     # dumps written before dumps recorded their settings: rebuilt from config_history.jsonl

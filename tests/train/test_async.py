@@ -65,6 +65,14 @@ def test_token_loss_with_stale_rows():
     assert abs(loss(beh, behav)[0] - loss(beh, None, behav)[0]) < 1e-7  # ratio pi_theta / mu
 
 
+def test_the_report_says_which_policy_the_dumps_measured():
+    from jaxrlvr.analysis.dump_settings import measured_policy
+
+    assert "synchronous" in measured_policy([{"max_staleness": 0}, {"max_staleness": None}])
+    said = measured_policy([{"max_staleness": 0}, {"max_staleness": 2}])
+    assert "proximal" in said and "2 step(s) old" in said and "max_staleness=0/2" in said
+
+
 # --------------------------------------------------------------------------------------------- the loop
 def smoke(**over):
     c = demo.get_config("smoke")
