@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import platform
 import subprocess
@@ -37,7 +38,7 @@ def run(config: str, workdir: pathlib.Path, k: int, sets: list[str]) -> None:
     cmd += [f"--config.rollout.max_staleness={k}", "--config.log.progress=False"]
     cmd += [f"--config.{s}" for s in sets]
     print("running: " + " ".join(cmd[1:]), file=sys.stderr)
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, stdout=sys.stderr)  # the run's output apart from the results
 
 
 def summarize(workdir: pathlib.Path) -> dict:
@@ -114,7 +115,8 @@ def main(argv=None) -> int:
         body = (
             f"Command: `python scripts/bench_async.py --config {args.config} --workdir {args.workdir} "
             f"--staleness {args.staleness}{sets} --write {args.write}` ({platform.machine()} CPU; the runs one after "
-            "the other on the same machine). Written by the script.\n\n" + text
+            f"the other on the same machine; load average {os.getloadavg()[0]:.1f} when written). Written by the "
+            "script.\n\n" + text
         )
         replace_section(pathlib.Path(args.write), SECTION, body)
     return 0
