@@ -95,6 +95,10 @@ def base_config() -> ml_collections.ConfigDict:
     # The first mini-batch's old log-probs from its own update's forward (exact: nothing is updated yet), so
     # the scoring pass covers only the other rows (none with one mini-batch); docs/training.md "Old log-probs"
     c.train.reuse_first_old_logp = True
+    # The sampler's log-probs as the behaviour policy on every step, also at rollout.max_staleness=0: corrects
+    # the sampler's and the trainer's numerics (e.g. a bf16 sampler) with algo.stale_correction (TIS by
+    # default); docs/training.md "Old log-probs"
+    c.train.sampler_logp_correction = False
     c.train.shuffle_minibatches = True
     c.train.dynamic_sampling = False
     c.train.max_gen_batches = 3

@@ -199,7 +199,7 @@ def update_policy(ctx: RunContext, state, batch: dict, scored: Scored, *, step: 
     }
     if scored.ref_logp is not None:
         full["ref_logp"] = scored.ref_logp
-    if ctx.rc.max_staleness:  # stale rows: the behaviour policy's log-probs (algos.offpolicy)
+    if ctx.rc.max_staleness or ctx.c.train.sampler_logp_correction:  # the behaviour policy (algos.offpolicy)
         full["behav_logp"] = batch["sample_logp"]
     b = batch["input_ids"].shape[0]
     metrics = []

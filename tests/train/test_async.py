@@ -134,3 +134,12 @@ def test_stale_run_logs_its_staleness_and_resumes_without_losing_a_prompt(sync_r
         assert r["is_weight"] > 0 and 0.0 <= r["is_capped"] <= 1.0
     assert prompts_per_step(tmp_path) == prompts_per_step(sync_run)
     assert any("stale 1.000" in str(line) for line in lines)  # the progress line shows it
+
+
+def test_sampler_logp_correction_on_fresh_rollouts(tmp_path):
+    """``train.sampler_logp_correction`` at staleness 0: the sampler's log-probs are the behaviour policy; on
+    a CPU in float32 they equal the trainer's, so the weights are 1 (nothing to correct)."""
+    c = smoke(**{"train.num_steps": 2, "train.sampler_logp_correction": True, "train.dump_rollouts_every": 0})
+    train(c, str(tmp_path), log=lambda *_: None)
+    for r in read_metrics(tmp_path / "metrics.jsonl"):
+        assert abs(r["is_weight"] - 1.0) < 1e-5 and r["is_capped"] == 0.0 and "staleness" not in r
