@@ -426,6 +426,18 @@ def model_context(c) -> int:
     return 1 << 30  # unknown until loaded; the sampler checks it then
 
 
+def set_dotted(c: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
+    """``c`` with each ``{"train.num_steps": 4, ...}`` entry set (as ``--config.train.num_steps=4`` would);
+    an unknown key is an error, as on the command line. Returns ``c``."""
+    for dotted, value in overrides.items():
+        node = c
+        *path, last = dotted.split(".")
+        for part in path:
+            node = node[part]
+        node[last] = value
+    return c
+
+
 def rollout_config(c) -> RolloutConfig:
     d = c.rollout.to_dict()
     d.pop("prompts_per_step")

@@ -11,6 +11,7 @@ from configs import demo
 from jaxrlvr import algos
 from jaxrlvr.algos.offpolicy import staleness_weights
 from jaxrlvr.runs import RolloutDump, dump_path
+from jaxrlvr.train import config as config_lib
 from jaxrlvr.train.checkpoint import load_params
 from jaxrlvr.train.loop import train
 from jaxrlvr.train.metrics import read_metrics
@@ -82,13 +83,7 @@ def smoke(**over):
     c.train.num_steps = 4
     c.train.dump_rollouts_every = 1  # the prompts of every step, to compare the data order
     c.data.heldout = 0  # no held-out evaluations: not what these tests check
-    for k, v in over.items():
-        node = c
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return c
+    return config_lib.set_dotted(c, over)
 
 
 @pytest.fixture(scope="module")
