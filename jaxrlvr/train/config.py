@@ -434,6 +434,8 @@ def set_dotted(c: ml_collections.ConfigDict, overrides: dict) -> ml_collections.
         *path, last = dotted.split(".")
         for part in path:
             node = node[part]
+        if last not in node:
+            raise KeyError(f"unknown config key {dotted!r}")
         node[last] = value
     return c
 
