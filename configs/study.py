@@ -154,6 +154,10 @@ def sft_config(*, smoke: bool = False):
     c.train.num_steps = 1
     c.train.dump_rollouts_every = 0
     c.checkpoint.keep = 4
+    # ours: this run's own held-out evaluations are not used (every variant measures accuracy before RL from
+    # the same checkpoint itself), so they take one sample per problem; the held-out split is unchanged
+    c.data.heldout_samples = 1
+    c.data.heldout_every = 0
     return c
 
 

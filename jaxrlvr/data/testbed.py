@@ -38,8 +38,11 @@ class TestbedConfig:
     step_error: float = 0.06
     answer_error: float = 0.1
     check_step_error: float = 0.02
-    separators: tuple[str, ...] = (", ", "; ")
-    conclusions: tuple[str, ...] = ("so ", "thus ", "")
+    # correctness-neutral branching (docs/study.md, "The testbed task"): each drawn afresh at every use
+    separators: tuple[str, ...] = (", ", "; ", ". ", " then ")
+    equals: tuple[str, ...] = ("=", " = ")
+    carries: tuple[str, ...] = (" c{}", " carry {}")
+    conclusions: tuple[str, ...] = ("so ", "thus ", "hence ", "answer ", "")
 
     def __post_init__(self):
         for name, table, known in (
@@ -49,6 +52,9 @@ class TestbedConfig:
             bad = [k for k, _ in table if k not in known]
             if bad or not table or any(w < 0 for _, w in table) or sum(w for _, w in table) <= 0:
                 raise ValueError(f"TestbedConfig.{name} must weigh a non-empty subset of {known}, got {table}")
+        for f in ("separators", "equals", "carries", "conclusions"):
+            if not getattr(self, f):
+                raise ValueError(f"TestbedConfig.{f} must offer at least one form, got {getattr(self, f)}")
         for f in ("guess_correct", "step_error", "answer_error", "check_step_error"):
             if not 0.0 <= getattr(self, f) <= 1.0:
                 raise ValueError(f"TestbedConfig.{f} must be in [0, 1], got {getattr(self, f)}")
@@ -98,8 +104,11 @@ def _near_miss(value: int, rng: random.Random) -> int:
     return rng.choice(wrong)
 
 
-def column_steps(operands: list[int], rng: random.Random, step_error: float) -> tuple[list[str], int]:
-    """The column additions (terms in a random order per column) and the value they arrive at."""
+def column_steps(
+    operands: list[int], rng: random.Random, step_error: float, cfg: TestbedConfig = DEFAULT
+) -> tuple[list[str], int]:
+    """The column additions (terms in a random order per column, the ``=`` and carry notation drawn per
+    column) and the value they arrive at."""
     width = max(len(str(x)) for x in operands)
     carry, digits, steps = 0, [], []
     for i in range(width):
@@ -111,7 +120,8 @@ def column_steps(operands: list[int], rng: random.Random, step_error: float) -> 
         terms = "+".join(str(d) for d in col) + (f"+{carry}" if carry else "")
         carry, digit = divmod(s, 10)
         last = i == width - 1
-        steps.append(f"{terms}={s}" + (f" c{carry}" if carry and not last else ""))
+        note = rng.choice(cfg.carries).format(carry) if carry and not last else ""
+        steps.append(f"{terms}{rng.choice(cfg.equals)}{s}{note}")
         digits.append(s if last else digit)
     value = digits[-1]
     for d in reversed(digits[:-1]):
@@ -127,11 +137,11 @@ def teacher_solution(row: dict, rng: random.Random, cfg: TestbedConfig = DEFAULT
         value = true if rng.random() < cfg.guess_correct else _near_miss(true, rng)
         return f"\\boxed{{{value}}}"
     err = cfg.step_error if style == "steps" else cfg.check_step_error
-    steps, value = column_steps(ops, rng, err)
-    sep = rng.choice(cfg.separators)
-    text = sep.join(steps)
+    steps, value = column_steps(ops, rng, err, cfg)
+    text = steps[0] + "".join(rng.choice(cfg.separators) + s for s in steps[1:])
     if style == "steps" and rng.random() < cfg.answer_error:
         value = _near_miss(value, rng)
-    if style == "check":
-        text += f", check {value}-{ops[-1]}={value - ops[-1]}"
-    return text + ", " + rng.choice(cfg.conclusions) + f"\\boxed{{{value}}}"
+    if style == "check":  # subtract the last or the first operand: either re-checks the sum
+        back = rng.choice((ops[-1], ops[0]))
+        text += f"{rng.choice(cfg.separators)}check {value}-{back}{rng.choice(cfg.equals)}{value - back}"
+    return text + rng.choice(cfg.separators) + rng.choice(cfg.conclusions) + f"\\boxed{{{value}}}"
