@@ -38,11 +38,14 @@ class TestbedConfig:
     step_error: float = 0.06
     answer_error: float = 0.1
     check_step_error: float = 0.02
-    # correctness-neutral branching (docs/study.md, "The testbed task"): each drawn afresh at every use
-    separators: tuple[str, ...] = (", ", "; ", ". ", " then ")
-    equals: tuple[str, ...] = ("=", " = ")
+    # surface forms, each drawn afresh at every use (docs/study.md, "The testbed task"). Separators and carry
+    # notation are correctness-neutral; the "=" form scales the column's error probability and the conclusion
+    # word the final near miss's (form, multiplier): wording that goes with reliability, which RL can learn
+    separators: tuple[str, ...] = (", ", "; ", " then ")
     carries: tuple[str, ...] = (" c{}", " carry {}")
-    conclusions: tuple[str, ...] = ("so ", "thus ", "hence ", "answer ", "")
+    equals: tuple[tuple[str, float], ...] = (("=", 2.5), (" = ", 1 / 3))
+    conclusions: tuple[tuple[str, float], ...] = (("so ", 0.2), ("thus ", 0.2), ("hence ", 2.5), ("answer ", 2.5),
+                                                  ("", 2.5))  # fmt: skip
 
     def __post_init__(self):
         for name, table, known in (
@@ -55,6 +58,9 @@ class TestbedConfig:
         for f in ("separators", "equals", "carries", "conclusions"):
             if not getattr(self, f):
                 raise ValueError(f"TestbedConfig.{f} must offer at least one form, got {getattr(self, f)}")
+        for f in ("equals", "conclusions"):
+            if any(m < 0 for _, m in getattr(self, f)):
+                raise ValueError(f"TestbedConfig.{f}: error multipliers must be >= 0, got {getattr(self, f)}")
         for f in ("guess_correct", "step_error", "answer_error", "check_step_error"):
             if not 0.0 <= getattr(self, f) <= 1.0:
                 raise ValueError(f"TestbedConfig.{f} must be in [0, 1], got {getattr(self, f)}")
@@ -107,21 +113,22 @@ def _near_miss(value: int, rng: random.Random) -> int:
 def column_steps(
     operands: list[int], rng: random.Random, step_error: float, cfg: TestbedConfig = DEFAULT
 ) -> tuple[list[str], int]:
-    """The column additions (terms in a random order per column, the ``=`` and carry notation drawn per
-    column) and the value they arrive at."""
+    """The column additions (terms in a random order per column, the ``=`` form, which scales
+    ``step_error``, and the carry notation drawn per column) and the value they arrive at."""
     width = max(len(str(x)) for x in operands)
     carry, digits, steps = 0, [], []
     for i in range(width):
         col = [(x // 10**i) % 10 for x in operands]
         rng.shuffle(col)
         s = sum(col) + carry
-        if rng.random() < step_error:
+        eq, scale = rng.choice(cfg.equals)
+        if rng.random() < step_error * scale:
             s = max(0, s + rng.choice((-1, 1)))
         terms = "+".join(str(d) for d in col) + (f"+{carry}" if carry else "")
         carry, digit = divmod(s, 10)
         last = i == width - 1
         note = rng.choice(cfg.carries).format(carry) if carry and not last else ""
-        steps.append(f"{terms}{rng.choice(cfg.equals)}{s}{note}")
+        steps.append(f"{terms}{eq}{s}{note}")
         digits.append(s if last else digit)
     value = digits[-1]
     for d in reversed(digits[:-1]):
@@ -139,9 +146,10 @@ def teacher_solution(row: dict, rng: random.Random, cfg: TestbedConfig = DEFAULT
     err = cfg.step_error if style == "steps" else cfg.check_step_error
     steps, value = column_steps(ops, rng, err, cfg)
     text = steps[0] + "".join(rng.choice(cfg.separators) + s for s in steps[1:])
-    if style == "steps" and rng.random() < cfg.answer_error:
+    word, scale = rng.choice(cfg.conclusions)
+    if style == "steps" and rng.random() < cfg.answer_error * scale:
         value = _near_miss(value, rng)
     if style == "check":  # subtract the last or the first operand: either re-checks the sum
         back = rng.choice((ops[-1], ops[0]))
-        text += f"{rng.choice(cfg.separators)}check {value}-{back}{rng.choice(cfg.equals)}{value - back}"
-    return text + rng.choice(cfg.separators) + rng.choice(cfg.conclusions) + f"\\boxed{{{value}}}"
+        text += f"{rng.choice(cfg.separators)}check {value}-{back}{rng.choice(cfg.equals)[0]}{value - back}"
+    return text + rng.choice(cfg.separators) + word + f"\\boxed{{{value}}}"
