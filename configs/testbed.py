@@ -3,14 +3,15 @@ styles (``jaxrlvr/data/testbed.py``), so that RL moves entropy and length as the
 
 What differs from ``configs/demo.py`` and why (docs/study.md, "The testbed task"):
 
-- data: ``data.synthetic_task = "testbed"`` (three difficulties; the teacher writes a short unreliable
-  ``guess``, a long reliable column addition, or that plus a re-check line);
+- data: ``data.synthetic_task = "testbed"`` (two difficulties; the teacher writes a short unreliable
+  ``guess``, a long reliable column addition, or that plus a re-check line, in varied wording);
 - response budget: ``rollout.max_new_tokens = 128`` with a 32-token overlong buffer (penalty from 96
-  tokens on), beyond the longest natural answer (a 3-digit ``check`` solution, about 70 characters);
-- SFT: 800 steps (the demo's 400 left the model at 0.05-0.09 held-out accuracy in the pilot) on 96-token
+  tokens on), beyond the longest natural answer (a 3-operand ``check`` solution, 81 characters);
+- SFT: 800 steps (the demo's 400 left the model at 0.05-0.09 held-out accuracy in the pilot) on 112-token
   sequences (prompt + the longest solution + EOS);
-- held-out accuracy every ``data.heldout_every`` steps as well, so that the study scores accuracy as the
-  mean of the last few evaluations rather than one.
+- RL: lr 3e-4 (the demo's 1e-4 barely clipped; 1e-3 diverged; docs/study.md "Pilots") and 100 steps;
+- held-out accuracy every ``data.heldout_every`` steps as well (200 problems x 2 samples), so that the
+  study scores accuracy as the mean of the last few evaluations rather than one.
 
 Presets: ``smoke`` (a few steps, for tests).
 

@@ -5,15 +5,26 @@
 Each RUN_DIR is a scripts/train.py run (e.g. the baseline variant of configs/study.py started from a
 seed's SFT warm start); its numbers are computed exactly as runs.csv's (``jaxrlvr.analysis.study.run_row``), so
 a pilot's table is written from the run's files, never typed. A run stopped early (no summary.json) is
-labelled with its last step; its summary-only numbers (accuracy before RL, wall time) are "-".
+labelled with its last step; its accuracy before RL is read from the trainer's log line (RUN_DIR/train.log,
+as scripts/study.py writes it, or RUN_DIR.log beside it) and its wall time is "-".
 """
 
 import argparse
 import math
 import pathlib
+import re
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+
+def _logged_accuracy_before(run: pathlib.Path) -> float:
+    for log in (run / "train.log", run.with_name(run.name + ".log")):
+        if log.is_file():
+            m = re.search(r"held-out accuracy before RL: ([0-9.]+)", log.read_text())
+            if m:
+                return float(m.group(1))
+    return math.nan
 
 
 def _cell(x: float) -> str:
@@ -36,6 +47,8 @@ def main(argv=None) -> int:
         row, curves = run_row(r)
         rows.append(row)
         done = (pathlib.Path(r) / "summary.json").is_file()
+        if not done:
+            row["accuracy_before"] = _logged_accuracy_before(pathlib.Path(r))
         names.append(pathlib.Path(r).name + ("" if done else f" (stopped at step {curves['steps'][-1]})"))
     print("| characteristic | column | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))

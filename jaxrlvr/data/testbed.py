@@ -6,12 +6,17 @@ on the *testbed teacher* has real choices to make, of different lengths and reli
 
 - ``guess``: the answer alone, ``\\boxed{85}`` (about 10 characters), right only ``guess_correct`` of the
   time (a near miss otherwise): short and unreliable;
-- ``steps``: column addition, least significant column first, each column's terms in a random order, a
-  random separator and conclusion word, e.g. ``8+7=15 c1; 4+3+1=8, so \\boxed{85}`` (30-50 characters),
-  each column mis-added with probability ``step_error`` (the error propagates, so the text stays
-  self-consistent) and the boxed value a near miss with probability ``answer_error``: long and reliable;
-- ``check``: ``steps`` then a re-check line ``, check 85-38=47`` (45-70 characters), with a lower
+- ``steps``: column addition, least significant column first, e.g. ``8+7 = 15 c1; 4+3+1=8 then so \\boxed{85}``
+  (25-60 characters), each column mis-added with probability ``step_error`` times its ``=`` form's
+  multiplier (the error propagates, so the text stays self-consistent) and the boxed value a near miss with
+  probability ``answer_error`` times the conclusion word's multiplier: long and fairly reliable;
+- ``check``: ``steps`` then a re-check line ``, check 85-38=47`` (40-81 characters), with a lower
   ``check_step_error`` and no wrong final value: the longest and most reliable.
+
+Surface forms are drawn afresh at every use: correctness-neutral ones (each column's term order, the
+separator, the carry notation, which operand the check subtracts) and wording that goes with reliability
+(the ``=`` form and the conclusion word scale the teacher's error rates), so that a policy fine-tuned on the
+teacher has entropy both at forks RL has no reason to close and at forks it can resolve.
 
 Problems mix two difficulties: ``a+b`` (80%) and ``a+b+c`` (20%) with 2-digit operands (``a+b`` with 3-digit
 operands, ``add3d``, is available but off: in the first pilot the tiny model could not learn it in the SFT
