@@ -1,6 +1,6 @@
 """The testbed's required characteristics (issue 27) of pilot runs, as a markdown table (docs/study.md, "Pilots").
 
-    python scripts/study_pilot.py RUN_DIR [RUN_DIR ...] [--label TEXT]
+    python scripts/study_pilot.py RUN_DIR [RUN_DIR ...] [--sft SFT_DIR --variants V --seeds K --jobs J]
 
 Each RUN_DIR is a scripts/train.py run (e.g. the baseline variant of configs/study.py started from a
 seed's SFT warm start); its numbers are computed exactly as runs.csv's (``jaxrlvr.analysis.study.run_row``), so
@@ -34,6 +34,10 @@ def _cell(x: float) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", help="finished run directories (each with metrics.jsonl and summary.json)")
+    p.add_argument("--sft", default="", help="a finished SFT warm-start run: also print the grid's time estimate")
+    p.add_argument("--variants", type=int, default=23, help="variants per seed in the grid (estimate)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds (estimate)")
+    p.add_argument("--jobs", type=int, default=2, help="parallel runs (estimate)")
     args = p.parse_args(argv)
     missing = [r for r in args.runs if not (pathlib.Path(r) / "metrics.jsonl").is_file()]
     if missing:
@@ -59,7 +63,28 @@ def main(argv=None) -> int:
         print(f"| {name} | `{col}` | " + " | ".join(cells) + " |")
     for col in ("accuracy_after", "entropy_final", "length_initial", "length_final", "wall_seconds"):
         print(f"| | `{col}` | " + " | ".join(_cell(r[col]) for r in rows) + " |")
+    if args.sft:
+        _estimate(args, rows)
     return 0
+
+
+def _estimate(args, rows) -> None:
+    """The grid's wall time from the pilots' wall times, with the SFT warm start shared per seed (what
+    scripts/study.py does) and, for comparison, trained again inside every run."""
+    import json
+
+    sft = json.loads((pathlib.Path(args.sft) / "summary.json").read_text())["wall_seconds"]
+    walls = [r["wall_seconds"] for r in rows if math.isfinite(r["wall_seconds"])]
+    if not walls:
+        print("no finished run: no estimate")
+        return
+    run = sum(walls) / len(walls)
+    n = args.variants * args.seeds
+    shared = (args.seeds * sft + n * run) / args.jobs
+    alone = n * (sft + run) / args.jobs
+    print(f"\ngrid estimate ({args.variants} variants x {args.seeds} seeds = {n} runs, --jobs {args.jobs}, at the "
+          f"pilots' speed): SFT warm start {sft:.0f} s, RL run {run:.0f} s (mean of {len(walls)}); SFT shared per "
+          f"seed: {shared / 3600:.2f} h; SFT inside every run: {alone / 3600:.2f} h")
 
 
 if __name__ == "__main__":
