@@ -27,6 +27,24 @@ def _logged_accuracy_before(run: pathlib.Path) -> float:
     return math.nan
 
 
+def _row(run: str, steps: int, run_row):
+    """run_row of the run, or of its first ``steps`` RL steps (a copy of metrics.jsonl cut there)."""
+    if not steps:
+        return run_row(run)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = (pathlib.Path(run) / "metrics.jsonl").read_text().splitlines(keepends=True)
+        (pathlib.Path(tmp) / "metrics.jsonl").write_text("".join(lines[:steps]))
+        row, curves = run_row(tmp)
+    src = pathlib.Path(run) / "summary.json"
+    if src.is_file():
+        import json
+
+        row["accuracy_before"] = float(json.loads(src.read_text()).get("heldout_accuracy_before", math.nan))
+    return row, curves
+
+
 def _cell(x: float) -> str:
     return f"{x:.4g}" if math.isfinite(x) else "-"
 
@@ -34,6 +52,7 @@ def _cell(x: float) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", help="finished run directories (each with metrics.jsonl and summary.json)")
+    p.add_argument("--steps", type=int, default=0, help="judge only the first N RL steps of each run (0: all)")
     p.add_argument("--sft", default="", help="a finished SFT warm-start run: also print the grid's time estimate")
     p.add_argument("--variants", type=int, default=23, help="variants per seed in the grid (estimate)")
     p.add_argument("--seeds", type=int, default=5, help="seeds (estimate)")
@@ -48,18 +67,25 @@ def main(argv=None) -> int:
 
     rows, names = [], []
     for r in args.runs:
-        row, curves = run_row(r)
+        row, curves = _row(r, args.steps, run_row)
         rows.append(row)
         done = (pathlib.Path(r) / "summary.json").is_file()
         if not done:
             row["accuracy_before"] = _logged_accuracy_before(pathlib.Path(r))
-        names.append(pathlib.Path(r).name + ("" if done else f" (stopped at step {curves['steps'][-1]})"))
+        label = (
+            f" (first {args.steps} steps)"
+            if args.steps
+            else ("" if done else f" (stopped at step {curves['steps'][-1]})")
+        )
+        names.append(pathlib.Path(r).name + label)
     print("| characteristic | column | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))
     for name, (col, test) in CHARACTERISTICS.items():
         # "-" (a number the stopped run does not have) is not judged; a NaN plateau step means none was found
         judged = [math.isfinite(r[col]) or col == "plateau_step" for r in rows]
-        cells = [_cell(r[col]) + (" **no**" if j and not test(r[col]) else "") for r, j in zip(rows, judged)]
+        cells = [
+            _cell(r[col]) + (" **no**" if j and not test(r[col]) else "") for r, j in zip(rows, judged, strict=True)
+        ]
         print(f"| {name} | `{col}` | " + " | ".join(cells) + " |")
     for col in ("accuracy_after", "entropy_final", "length_initial", "length_final", "wall_seconds"):
         print(f"| | `{col}` | " + " | ".join(_cell(r[col]) for r in rows) + " |")
@@ -82,9 +108,11 @@ def _estimate(args, rows) -> None:
     n = args.variants * args.seeds
     shared = (args.seeds * sft + n * run) / args.jobs
     alone = n * (sft + run) / args.jobs
-    print(f"\ngrid estimate ({args.variants} variants x {args.seeds} seeds = {n} runs, --jobs {args.jobs}, at the "
-          f"pilots' speed): SFT warm start {sft:.0f} s, RL run {run:.0f} s (mean of {len(walls)}); SFT shared per "
-          f"seed: {shared / 3600:.2f} h; SFT inside every run: {alone / 3600:.2f} h")
+    print(
+        f"\ngrid estimate ({args.variants} variants x {args.seeds} seeds = {n} runs, --jobs {args.jobs}, at the "
+        f"pilots' speed): SFT warm start {sft:.0f} s, RL run {run:.0f} s (mean of {len(walls)}); SFT shared per "
+        f"seed: {shared / 3600:.2f} h; SFT inside every run: {alone / 3600:.2f} h"
+    )
 
 
 if __name__ == "__main__":
