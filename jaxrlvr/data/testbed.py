@@ -6,12 +6,17 @@ on the *testbed teacher* has real choices to make, of different lengths and reli
 
 - ``guess``: the answer alone, ``\\boxed{85}`` (about 10 characters), right only ``guess_correct`` of the
   time (a near miss otherwise): short and unreliable;
-- ``steps``: column addition, least significant column first, each column's terms in a random order, a
-  random separator and conclusion word, e.g. ``8+7=15 c1; 4+3+1=8, so \\boxed{85}`` (30-50 characters),
-  each column mis-added with probability ``step_error`` (the error propagates, so the text stays
-  self-consistent) and the boxed value a near miss with probability ``answer_error``: long and reliable;
-- ``check``: ``steps`` then a re-check line ``, check 85-38=47`` (45-70 characters), with a lower
+- ``steps``: column addition, least significant column first, e.g. ``8+7 = 15 c1; 4+3+1=8 then so \\boxed{85}``
+  (25-60 characters), each column mis-added with probability ``step_error`` times its ``=`` form's
+  multiplier (the error propagates, so the text stays self-consistent) and the boxed value a near miss with
+  probability ``answer_error`` times the conclusion word's multiplier: long and fairly reliable;
+- ``check``: ``steps`` then a re-check line ``, check 85-38=47`` (40-81 characters), with a lower
   ``check_step_error`` and no wrong final value: the longest and most reliable.
+
+Surface forms are drawn afresh at every use: correctness-neutral ones (each column's term order, the
+separator, the carry notation, which operand the check subtracts) and wording that goes with reliability
+(the ``=`` form and the conclusion word scale the teacher's error rates), so that a policy fine-tuned on the
+teacher has entropy both at forks RL has no reason to close and at forks it can resolve.
 
 Problems mix two difficulties: ``a+b`` (80%) and ``a+b+c`` (20%) with 2-digit operands (``a+b`` with 3-digit
 operands, ``add3d``, is available but off: in the first pilot the tiny model could not learn it in the SFT
@@ -38,8 +43,14 @@ class TestbedConfig:
     step_error: float = 0.06
     answer_error: float = 0.1
     check_step_error: float = 0.02
-    separators: tuple[str, ...] = (", ", "; ")
-    conclusions: tuple[str, ...] = ("so ", "thus ", "")
+    # surface forms, each drawn afresh at every use (docs/study.md, "The testbed task"). Separators and carry
+    # notation are correctness-neutral; the "=" form scales the column's error probability and the conclusion
+    # word the final near miss's (form, multiplier): wording that goes with reliability, which RL can learn
+    separators: tuple[str, ...] = (", ", "; ", " then ")
+    carries: tuple[str, ...] = (" c{}", " carry {}")
+    equals: tuple[tuple[str, float], ...] = (("=", 2.5), (" = ", 1 / 3))
+    conclusions: tuple[tuple[str, float], ...] = (("so ", 0.2), ("thus ", 0.2), ("hence ", 2.5), ("answer ", 2.5),
+                                                  ("", 2.5))  # fmt: skip
 
     def __post_init__(self):
         for name, table, known in (
@@ -49,6 +60,12 @@ class TestbedConfig:
             bad = [k for k, _ in table if k not in known]
             if bad or not table or any(w < 0 for _, w in table) or sum(w for _, w in table) <= 0:
                 raise ValueError(f"TestbedConfig.{name} must weigh a non-empty subset of {known}, got {table}")
+        for f in ("separators", "equals", "carries", "conclusions"):
+            if not getattr(self, f):
+                raise ValueError(f"TestbedConfig.{f} must offer at least one form, got {getattr(self, f)}")
+        for f in ("equals", "conclusions"):
+            if any(m < 0 for _, m in getattr(self, f)):
+                raise ValueError(f"TestbedConfig.{f}: error multipliers must be >= 0, got {getattr(self, f)}")
         for f in ("guess_correct", "step_error", "answer_error", "check_step_error"):
             if not 0.0 <= getattr(self, f) <= 1.0:
                 raise ValueError(f"TestbedConfig.{f} must be in [0, 1], got {getattr(self, f)}")
@@ -98,20 +115,25 @@ def _near_miss(value: int, rng: random.Random) -> int:
     return rng.choice(wrong)
 
 
-def column_steps(operands: list[int], rng: random.Random, step_error: float) -> tuple[list[str], int]:
-    """The column additions (terms in a random order per column) and the value they arrive at."""
+def column_steps(
+    operands: list[int], rng: random.Random, step_error: float, cfg: TestbedConfig = DEFAULT
+) -> tuple[list[str], int]:
+    """The column additions (terms in a random order per column, the ``=`` form, which scales
+    ``step_error``, and the carry notation drawn per column) and the value they arrive at."""
     width = max(len(str(x)) for x in operands)
     carry, digits, steps = 0, [], []
     for i in range(width):
         col = [(x // 10**i) % 10 for x in operands]
         rng.shuffle(col)
         s = sum(col) + carry
-        if rng.random() < step_error:
+        eq, scale = rng.choice(cfg.equals)
+        if rng.random() < step_error * scale:
             s = max(0, s + rng.choice((-1, 1)))
         terms = "+".join(str(d) for d in col) + (f"+{carry}" if carry else "")
         carry, digit = divmod(s, 10)
         last = i == width - 1
-        steps.append(f"{terms}={s}" + (f" c{carry}" if carry and not last else ""))
+        note = rng.choice(cfg.carries).format(carry) if carry and not last else ""
+        steps.append(f"{terms}{eq}{s}{note}")
         digits.append(s if last else digit)
     value = digits[-1]
     for d in reversed(digits[:-1]):
@@ -127,11 +149,12 @@ def teacher_solution(row: dict, rng: random.Random, cfg: TestbedConfig = DEFAULT
         value = true if rng.random() < cfg.guess_correct else _near_miss(true, rng)
         return f"\\boxed{{{value}}}"
     err = cfg.step_error if style == "steps" else cfg.check_step_error
-    steps, value = column_steps(ops, rng, err)
-    sep = rng.choice(cfg.separators)
-    text = sep.join(steps)
-    if style == "steps" and rng.random() < cfg.answer_error:
+    steps, value = column_steps(ops, rng, err, cfg)
+    text = steps[0] + "".join(rng.choice(cfg.separators) + s for s in steps[1:])
+    word, scale = rng.choice(cfg.conclusions)
+    if style == "steps" and rng.random() < cfg.answer_error * scale:
         value = _near_miss(value, rng)
-    if style == "check":
-        text += f", check {value}-{ops[-1]}={value - ops[-1]}"
-    return text + ", " + rng.choice(cfg.conclusions) + f"\\boxed{{{value}}}"
+    if style == "check":  # subtract the last or the first operand: either re-checks the sum
+        back = rng.choice((ops[-1], ops[0]))
+        text += f"{rng.choice(cfg.separators)}check {value}-{back}{rng.choice(cfg.equals)[0]}{value - back}"
+    return text + rng.choice(cfg.separators) + word + f"\\boxed{{{value}}}"

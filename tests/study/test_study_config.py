@@ -93,6 +93,16 @@ def test_testbed_teacher_styles():
     assert mean["guess"] < 15 < mean["steps"] < mean["check"] < 80  # short, long, longest (< 96: no penalty)
     with pytest.raises(ValueError, match="styles"):
         testbed.TestbedConfig(styles=(("essay", 1.0),))
+    # the wording goes with reliability: the "=" form scales the column error, the conclusion the near miss
+    sure = dict(styles=(("steps", 1.0),), step_error=1.0, answer_error=1.0)
+    exact = testbed.TestbedConfig(**sure, equals=((" = ", 0.0),), conclusions=(("so ", 0.0),))
+    sloppy = testbed.TestbedConfig(**sure, equals=(("=", 1.0),), conclusions=(("", 0.0),))
+    for r in train[:20]:
+        text = testbed.teacher_solution(r, rng, exact)
+        assert text.endswith(f"so \\boxed{{{r['answer']}}}") and " = " in text, text
+        assert not testbed.teacher_solution(r, rng, sloppy).endswith(f"{{{r['answer']}}}")
+    with pytest.raises(ValueError, match="multipliers"):
+        testbed.TestbedConfig(equals=(("=", -1.0),))
 
 
 def test_scaled_entropy_targets_come_from_the_seeds_sft_entropy(tmp_path):

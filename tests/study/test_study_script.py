@@ -50,6 +50,13 @@ def test_smoke_is_labelled_a_wiring_check_and_writes_every_file(smoke):
     assert all((results / f"decomposing_{k}.png").is_file() for k in ("entropy", "heldout_accuracy",
                                                                          "response_length_mean"))  # fmt: skip
     assert not (results / "manifest.json").exists()  # a wiring check registers nothing
+    # the pilot table and the grid estimate, from the run directories (docs/study.md, "Pilots")
+    runs = out / "runs"
+    res = subprocess.run([sys.executable, "scripts/study_pilot.py", str(runs / "decomposing" / "baseline" / "seed_0"),
+                          "--sft", str(runs / "_sft" / "seed_0"), "--variants", "2", "--seeds", "1"], cwd=REPO_ROOT,
+                         capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "| initial entropy >= 0.3 nats | `entropy_initial` |" in res.stdout and "grid estimate" in res.stdout
 
 
 def test_results_not_run_directories_are_the_source_of_truth(smoke):
