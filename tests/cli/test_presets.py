@@ -86,7 +86,7 @@ def results(cli_env, tmp_path_factory):
         procs.append((subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), out, log))
     try:
         for proc, _, _ in procs:
-            proc.wait(timeout=1800)
+            proc.wait(timeout=3600)  # both on a loaded 2-core machine
     finally:
         for proc, _, log in procs:
             if proc.poll() is None:
