@@ -65,9 +65,11 @@ def jit_cache(tmp_path_factory) -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
-def run_cli(jit_cache):
-    """``run_cli(*args, cwd=ROOT, extra_env=None)``: CompletedProcess of ``python ARGS`` (session jit cache)."""
-    env = dict(
+def cli_env(jit_cache) -> dict[str, str]:
+    """The environment of every command-line subprocess: CPU, this checkout on ``PYTHONPATH``, and the
+    session's persistent compilation cache (every compilation stored, so later subprocesses reuse it).
+    ``run_cli`` uses it; a test that must hold a process (``subprocess.Popen``: signals) passes it as ``env``."""
+    return dict(
         os.environ,
         JAX_PLATFORMS="cpu",
         JAX_COMPILATION_CACHE_DIR=str(jit_cache),
@@ -76,11 +78,16 @@ def run_cli(jit_cache):
         PYTHONPATH=str(ROOT),
     )
 
+
+@pytest.fixture(scope="session")
+def run_cli(cli_env):
+    """``run_cli(*args, cwd=ROOT, extra_env=None)``: CompletedProcess of ``python ARGS`` (``cli_env``)."""
+
     def run(*args, cwd=ROOT, timeout=600, extra_env=None):
         return subprocess.run(
             [sys.executable, *map(str, args)],
             cwd=cwd,
-            env=dict(env, **(extra_env or {})),
+            env=dict(cli_env, **(extra_env or {})),
             capture_output=True,
             text=True,
             timeout=timeout,

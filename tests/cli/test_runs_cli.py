@@ -16,19 +16,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 TRAIN = ["scripts/train.py", "--config", "configs/demo.py:smoke", "--config.log.progress=False", "--config.sft.steps=0"]
 
 
-@pytest.fixture(scope="module")
-def env(jit_cache):
-    return dict(
-        os.environ,
-        JAX_PLATFORMS="cpu",
-        JAX_COMPILATION_CACHE_DIR=str(jit_cache),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
-        PYTHONPATH=str(ROOT),
-    )
-
-
 def _start(env, *args) -> subprocess.Popen:
+    """scripts/train.py on the demo's smoke preset, held as a process (``env``: the ``cli_env`` fixture)."""
     return subprocess.Popen(
         [sys.executable, *TRAIN, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -51,9 +40,9 @@ def _wait_for_step(proc: subprocess.Popen, workdir: pathlib.Path, step: int, tim
     raise AssertionError(f"no step {step} in {workdir} (rc {proc.returncode}): {err[-2000:]}")
 
 
-def test_one_writer_sigterm_sigkill_and_resume(env, run_cli, tmp_path):
+def test_one_writer_sigterm_sigkill_and_resume(cli_env, run_cli, tmp_path):
     wd = tmp_path / "run"
-    first = _start(env, f"--workdir={wd}", "--config.train.num_steps=30")  # stopped long before step 30
+    first = _start(cli_env, f"--workdir={wd}", "--config.train.num_steps=30")  # stopped long before step 30
     try:
         _wait_for_step(first, wd, 1)
         # a second training into the same workdir: refused with one line naming the holder, nothing written
@@ -74,7 +63,7 @@ def test_one_writer_sigterm_sigkill_and_resume(env, run_cli, tmp_path):
 
     # a resume with changed keys, SIGKILLed after one more step: its lock stays behind
     last = stopped + 2
-    killed = _start(env, f"--workdir={wd}", f"--config.train.num_steps={last}", "--config.log.tensorboard=False")
+    killed = _start(cli_env, f"--workdir={wd}", f"--config.train.num_steps={last}", "--config.log.tensorboard=False")
     try:
         _wait_for_step(killed, wd, stopped + 1)
         time.sleep(1.0)  # let the step's checkpoint land (or not: resume must cope with either)
@@ -97,14 +86,14 @@ def test_one_writer_sigterm_sigkill_and_resume(env, run_cli, tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounts a small tmpfs (needs root)")
-def test_a_full_disk_mid_run_ends_in_one_line(env, tmp_path):
+def test_a_full_disk_mid_run_ends_in_one_line(cli_env, tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(disk)], capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
         wd = disk / "run"
-        proc = _start(env, f"--workdir={wd}", "--config.train.num_steps=40", "--config.checkpoint.every=1")
+        proc = _start(cli_env, f"--workdir={wd}", "--config.train.num_steps=40", "--config.checkpoint.every=1")
         try:
             _wait_for_step(proc, wd, 1)
             with open(disk / "filler", "wb") as f:  # fill the disk while the run goes on
@@ -129,13 +118,13 @@ def test_a_full_disk_mid_run_ends_in_one_line(env, tmp_path):
 
 
 @pytest.mark.parametrize("entry", ["train", "evaluate", "analyze", "study", "convert", "hf_to_flax", "flax_to_hf"])
-def test_every_entry_point_answers_help(entry, env):
+def test_every_entry_point_answers_help(entry, cli_env):
     argv = {
         "convert": ["-c", "import sys; from jaxrlvr.cli import convert; sys.exit(convert())"],
         "hf_to_flax": ["-m", "conversion.hf_to_flax"],
         "flax_to_hf": ["-m", "conversion.flax_to_hf"],
     }.get(entry, [f"scripts/{entry}.py"])
-    proc = subprocess.run([sys.executable, *argv, "--help"], cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, *argv, "--help"], cwd=ROOT, env=cli_env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("usage:"), proc.stdout[:300]
     if entry in ("train", "study", "analyze"):

@@ -1,11 +1,12 @@
 """Training, sampling and porting a run on 8 CPU devices (meshes (8,1,1), (1,8,1), (1,4,2), (2,2,2), (1,2,4)).
 
 The device count is fixed when JAX starts, and the rest of the suite runs on one device, so the checks
-run once in a subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``
-(``tests/mesh/mesh_checks.py``); its numbers are shared by the tests below (one run per pytest session,
-also under xdist: ``run_once`` in conftest.py).
+run in subprocesses with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``
+(``tests/mesh/mesh_checks.py``, its sections split over two processes run side by side); their numbers are
+shared by the tests below (one run per pytest session, also under xdist: ``run_once`` in conftest.py).
 """
 
+import json
 import os
 import pathlib
 import subprocess
@@ -19,20 +20,38 @@ STEP_MESHES = MESHES[:4]  # trained on
 TOL = 1e-5
 
 
+# mesh_checks.py's sections in two subprocesses side by side (about equal halves of its CPU time), so that
+# this module's fixture keeps both cores busy whatever the other pytest worker does
+SECTION_GROUPS = (("step", "kernels", "sample"), ("port",))
+
+
 @pytest.fixture(scope="session")
 def checks(run_once):
     def produce(folder):
         env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-        proc = subprocess.run(
-            [sys.executable, str(HERE / "mesh_checks.py"), str(folder / "result.json")],
-            env=env,
-            cwd=HERE.parents[1],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if proc.returncode:
-            pytest.fail(f"mesh_checks.py failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
+        procs = []
+        for i, sections in enumerate(SECTION_GROUPS):
+            cmd = [sys.executable, str(HERE / "mesh_checks.py"), str(folder / f"part{i}.json"), *sections]
+            log = open(folder / f"part{i}.log", "w")  # noqa: SIM115 (closed below)
+            procs.append(
+                (subprocess.Popen(cmd, env=env, cwd=HERE.parents[1], stdout=log, stderr=subprocess.STDOUT), log)
+            )
+        try:
+            for proc, _ in procs:
+                proc.wait(timeout=900)
+        finally:
+            for proc, log in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                log.close()
+        result = {}
+        for i, (proc, _) in enumerate(procs):
+            if proc.returncode:
+                tail = (folder / f"part{i}.log").read_text()[-6000:]
+                pytest.fail(f"mesh_checks.py {' '.join(SECTION_GROUPS[i])} failed ({proc.returncode}):\n{tail}")
+            result.update(json.loads((folder / f"part{i}.json").read_text()))
+        (folder / "result.json").write_text(json.dumps(result))
 
     return run_once("mesh_checks", produce)
 

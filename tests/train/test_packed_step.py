@@ -19,6 +19,10 @@ from jaxrlvr.train.step import TrainState, score_tokens, train_step
 
 CFG = dataclasses.replace(ModelConfig.preset("nano"), attention_impl="xla_blockwise", attention_block=8)
 P, R, B, MICRO = 6, 10, 8, 4
+# One optimizer object for every test: ``tx`` is a static argument of the jitted step (hashed by identity),
+# so a fresh ``optax.sgd`` per test would recompile steps that another test has already compiled (the
+# on-policy test's update with ``old_logp`` is the packed-vs-padded test's update of the same case).
+TX = optax.sgd(1.0)
 
 
 def _rollout():
@@ -88,7 +92,7 @@ CASES = [
 def test_packed_update_matches_padded(setup, case):
     batch, params, padded, packed, plan, (old_pad, *_) = setup
     algo = algos.AlgoConfig(group_size=2, **case)
-    tx = optax.sgd(1.0)
+    tx = TX
     extra = {"old_logp": old_pad - 0.05, "ref_logp": old_pad + jnp.asarray(batch["ref_delta"])}
     outs = []
     for b, micro in (
@@ -115,7 +119,7 @@ def test_on_policy_update_takes_old_logp_from_its_own_forward(setup, case, layou
     log-probs (loss, metrics, params), and returns those log-probs and entropies for the step's records."""
     batch, params, padded, packed, plan, (old_pad, ent_pad, *_) = setup
     algo = algos.AlgoConfig(group_size=2, **case)
-    tx = optax.sgd(1.0)
+    tx = TX
     b, micro = (
         (padded, MICRO)
         if layout == "padded"
