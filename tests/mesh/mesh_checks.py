@@ -200,6 +200,7 @@ def check_sample(out):
 
 def _smoke(shape, devices=-1, **over):
     from configs import demo
+    from jaxrlvr.train import config as config_lib
 
     c = demo.get_config("smoke")
     c.log.tensorboard = False
@@ -209,13 +210,7 @@ def _smoke(shape, devices=-1, **over):
     c.data.heldout = 0
     c.mesh.shape = shape
     c.mesh.devices = devices
-    for k, v in over.items():
-        node = c
-        *path, last = k.split(".")
-        for q in path:
-            node = node[q]
-        node[last] = v
-    return c
+    return config_lib.set_dotted(c, over)
 
 
 def _metrics(wd):

@@ -22,13 +22,7 @@ def smoke(**over):
     c.train.packing = True  # the library default (the demo itself trains padded rows); tested both ways here
     c.log.tensorboard = False
     c.log.plots = False
-    for k, v in over.items():
-        node = c
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return c
+    return config_lib.set_dotted(c, over)
 
 
 HAVE_WANDB = importlib.util.find_spec("wandb") is not None
