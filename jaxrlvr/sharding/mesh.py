@@ -126,19 +126,22 @@ def split_rollout_devices(devices: Sequence, rollout_devices: float) -> tuple[li
     return devices[: len(devices) - n], devices[len(devices) - n :]
 
 
+def _config_devices(c) -> tuple[list, list]:
+    """(training devices, sampling devices) of a run config: ``c.mesh.devices`` split by
+    ``c.mesh.rollout_devices`` (:func:`split_rollout_devices`)."""
+    return split_rollout_devices(select_devices(int(c.mesh.get("devices", -1))), c.mesh.get("rollout_devices", 0))
+
+
 def mesh_from_config(c) -> Mesh:
     """The training mesh of a run config (``c.mesh.shape`` over ``c.mesh.devices``, less the sampling devices
     of ``c.mesh.rollout_devices``)."""
-    devices = select_devices(int(c.mesh.get("devices", -1)))
-    train, _ = split_rollout_devices(devices, c.mesh.get("rollout_devices", 0))
-    return make_mesh(tuple(c.mesh.shape), devices=train)
+    return make_mesh(tuple(c.mesh.shape), devices=_config_devices(c)[0])
 
 
 def rollout_mesh_from_config(c) -> Mesh | None:
     """The sampling mesh (``c.mesh.rollout_shape`` over the devices ``c.mesh.rollout_devices`` sets apart),
     or None when sampling is colocated with training."""
-    devices = select_devices(int(c.mesh.get("devices", -1)))
-    _, roll = split_rollout_devices(devices, c.mesh.get("rollout_devices", 0))
+    roll = _config_devices(c)[1]
     return make_mesh(tuple(c.mesh.get("rollout_shape", (-1, 1, 1))), devices=roll) if roll else None
 
 

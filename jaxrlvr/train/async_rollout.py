@@ -38,7 +38,6 @@ class Job:
     """One step's rollout: the batch, its info (``stages.collect_rollouts``), the params version (the step
     whose params sampled it) and the prompt stream's state after its draws."""
 
-    step: int
     version: int
     batch: dict
     info: dict
@@ -77,16 +76,16 @@ class RolloutProducer:
         to the sampler's devices here, before the update that donates them)."""
         snapshot = self._send(params)
         seed = self._seed_base(step)
-        self._jobs[step] = self._pool.submit(self._run, step, version, snapshot, seed)
+        self._jobs[step] = self._pool.submit(self._run, version, snapshot, seed)
 
-    def _run(self, step: int, version: int, params, seed: int) -> Job:
+    def _run(self, version: int, params, seed: int) -> Job:
         with self._sampler:
             span = [time.time(), None]
             with self._lock:
                 self._busy.append(span)
             try:
                 batch, info = self._collect(params, seed)
-                return Job(step, version, batch, info, self._stream_state())
+                return Job(version, batch, info, self._stream_state())
             finally:
                 span[1] = time.time()
 
@@ -95,9 +94,6 @@ class RolloutProducer:
         t0 = time.time()
         job = self._jobs.pop(step).result()
         return job, time.time() - t0
-
-    def pending(self) -> list[int]:
-        return sorted(self._jobs)
 
     @contextlib.contextmanager
     def exclusive(self):
@@ -120,8 +116,6 @@ class RolloutProducer:
 
     def close(self) -> None:
         """Drops the queued jobs; a running one finishes on its thread (at most one rollout), unread."""
-        for f in self._jobs.values():
-            f.cancel()
         self._jobs.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
 

@@ -217,9 +217,14 @@ def train(c, workdir: str, *, log=print, stop_after: int | None = None, _threade
         return _train(c, pathlib.Path(workdir), log, stop_after, stack, _threaded)
 
 
-def _seed_base(key, step: int) -> int:
-    """The rollout seed of RL step ``step`` (0-based), the same whichever thread samples it."""
-    return int(jax.random.randint(jax.random.fold_in(key, 1000 + step), (), 0, 2**30))
+def _step_key(key, step: int):
+    """The key of RL step ``step`` (0-based): its rollout seed and its updates' randomness."""
+    return jax.random.fold_in(key, 1000 + step)
+
+
+def _seed_base(step_key) -> int:
+    """A step's rollout seed, the same whichever thread samples it."""
+    return int(jax.random.randint(step_key, (), 0, 2**30))
 
 
 def _producer(ctx: RunContext, stream, key, state, start: int, num_steps: int, stack) -> RolloutProducer:
@@ -245,7 +250,7 @@ def _producer(ctx: RunContext, stream, key, state, start: int, num_steps: int, s
     producer = RolloutProducer(
         lambda params, seed: stages.collect_rollouts(sampler_ctx, params, stream, seed),
         stream.get_state,
-        lambda step: _seed_base(key, step),
+        lambda step: _seed_base(_step_key(key, step)),
         send=send,
     )
     stack.callback(producer.close)
@@ -296,12 +301,12 @@ def _train(c, workdir: pathlib.Path, log, stop_after: int | None, stack, threade
         if stop.requested and n_proc == 1:  # during set-up: the checkpoint of step ``start`` is on disk
             return _stopped(ctx, loop, step, stop.name, writer, ckpt, progress)
         t0 = time.time()
-        step_key = jax.random.fold_in(key, 1000 + step)
+        step_key = _step_key(key, step)
         knobs = sharding.conform(step_knobs(c, state.knobs, loop, step), ctx.pl.replicated)
         # rollout -> rewards -> filter (dynamic sampling); asynchronous: the rollout thread's batch of this
         # step, and the one of step + k queued with this step's params (docs/training.md)
         if producer is None:
-            batch, info = stages.collect_rollouts(ctx, state.params, stream, _seed_base(key, step))
+            batch, info = stages.collect_rollouts(ctx, state.params, stream, _seed_base(step_key))
             data_state = None
         else:
             if k == 0:
