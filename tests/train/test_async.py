@@ -2,6 +2,11 @@
 staleness 0 equal to the synchronous loop, and a stale run that logs its staleness and resumes without losing
 or repeating a prompt group."""
 
+import pathlib
+import shutil
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,12 +16,14 @@ from configs import demo
 from jaxrlvr import algos
 from jaxrlvr.algos.offpolicy import staleness_weights
 from jaxrlvr.runs import RolloutDump, dump_path
+from jaxrlvr.runs_lock import LOCK_NAME
 from jaxrlvr.train import config as config_lib
 from jaxrlvr.train.checkpoint import load_params
 from jaxrlvr.train.loop import train
 from jaxrlvr.train.metrics import read_metrics
 
 TIMING = ("time", "tokens_per_s")
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------------------------- formulas
@@ -129,6 +136,16 @@ def test_stale_run_logs_its_staleness_and_resumes_without_losing_a_prompt(sync_r
         assert r["is_weight"] > 0 and 0.0 <= r["is_capped"] <= 1.0
     assert prompts_per_step(tmp_path) == prompts_per_step(sync_run)
     assert any("stale 1.000" in str(line) for line in lines)  # the progress line shows it
+    # scripts/bench_async.py as BENCHMARKS.md prints it, on these two finished runs (reused, not retrained)
+    bench = tmp_path / "bench"
+    shutil.copytree(sync_run, bench / "k0", ignore=shutil.ignore_patterns(LOCK_NAME))
+    shutil.copytree(tmp_path, bench / "k1", ignore=shutil.ignore_patterns(LOCK_NAME, "bench"))
+    md = tmp_path / "B.md"
+    cmd = [sys.executable, "scripts/bench_async.py", "--config", "configs/demo.py", "--workdir", str(bench)]
+    p = subprocess.run([*cmd, "--staleness", "0,1", "--write", str(md)], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "reusing the finished run" in p.stderr and "| 1 |" in p.stdout
+    assert "## Asynchronous rollouts (CPU, demo)" in md.read_text() and "bench_async.py --config" in md.read_text()
 
 
 def test_sampler_logp_correction_on_fresh_rollouts(tmp_path):
