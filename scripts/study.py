@@ -1,16 +1,18 @@
 """Run a replication study (variants x seeds on the testbed) and write its results, verdicts and figures.
 
     python scripts/study.py --config configs/study.py:revisiting+decomposing --seeds 5 --workdir runs/study
-        [--results docs/study] [--jobs N] [--steps N] [--variants a,b] [--smoke] [--report_only]
+        [--results docs/study] [--jobs N] [--steps N] [--variants a,b] [--commit] [--smoke] [--report_only]
 
 Every run is a subprocess of scripts/train.py in WORKDIR/<study>/<variant>/seed_<S>/ (its log in train.log
 there), at most --jobs at a time, seed by seed. The SFT warm start runs once per seed (WORKDIR/_sft/seed_<S>/)
 and every variant of that seed starts from its step-0 checkpoint. As each run finishes, its runs.csv row and
 curves go to RESULTS (default docs/study/); a run whose results are there is never run again: the results,
 not the run directories, are the source of truth, and --report_only rebuilds every table, verdict and
-figure from them alone. The first run records RESULTS/manifest.json (git commit, claims file and its SHA-256,
-start time): the claims must be committed before the runs. --smoke is a wiring check at tiny sizes (its
-numbers mean nothing; results go to WORKDIR/results). See docs/study.md.
+figure from them alone. With --commit each finished run's results (and the regenerated report and README
+line) are committed to git as the run finishes, so a study cut short keeps every finished run. The first
+run records RESULTS/manifest.json (git commit, claims file and its SHA-256, start time): the claims must be
+committed before the runs. --smoke is a wiring check at tiny sizes (its numbers mean nothing; results go to
+WORKDIR/results). See docs/study.md.
 """
 
 import argparse
@@ -145,6 +147,22 @@ def _register(results: pathlib.Path, claims_file: str) -> dict:
     return manifest
 
 
+def commit_results(root: pathlib.Path, paths: list[pathlib.Path], message: str) -> bool:
+    """``git add`` + ``git commit`` of exactly ``paths`` in the repository at ``root`` (other staged or
+    modified files are left alone). Returns False when there was nothing to commit."""
+    rel = [str(pathlib.Path(p).absolute().relative_to(root)) for p in paths if pathlib.Path(p).exists()]
+    git = lambda *a: subprocess.run(["git", *a], cwd=root, capture_output=True, text=True)  # noqa: E731
+    added = git("add", "--", *rel)
+    if added.returncode:
+        raise RuntimeError(f"git add failed: {added.stderr.strip()}")
+    if not git("diff", "--cached", "--quiet", "--", *rel).returncode:
+        return False
+    done = git("commit", "-q", "-m", message, "--", *rel)
+    if done.returncode:
+        raise RuntimeError(f"git commit failed: {done.stderr.strip() or done.stdout.strip()}")
+    return True
+
+
 def _update_readme(line: str) -> None:
     path = ROOT / "README.md"
     text = path.read_text()
@@ -163,11 +181,19 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel training processes")
     p.add_argument("--steps", type=int, default=None, help="RL steps per run (default: the testbed's)")
     p.add_argument("--variants", default="", help="comma-separated subset of the variants")
+    p.add_argument("--commit", action="store_true", help="git-commit each finished run's results as it finishes")
     p.add_argument("--smoke", action="store_true", help="a wiring check at tiny sizes (tests, CI)")
     p.add_argument("--report_only", action="store_true", help="start nothing: rebuild the report from RESULTS")
     args = p.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1:
         print(f"error: --seeds={args.seeds} and --jobs={args.jobs} must be >= 1", file=sys.stderr)
+        return 2
+    seeds = list(range(args.seeds))
+    out = pathlib.Path(args.workdir).absolute()
+    results = pathlib.Path(args.results or (out / "results" if args.smoke else ROOT / "docs" / "study")).absolute()
+    if args.commit and (args.smoke or not results.is_relative_to(ROOT)):
+        print(f"error: --commit needs the results inside this repository ({ROOT}), not {results}"
+              + (" (--smoke writes them under WORKDIR)" if args.smoke else ""), file=sys.stderr)  # fmt: skip
         return 2
     try:
         config_path, specs = _load_studies(args.config, args.smoke, args.steps)
@@ -184,9 +210,6 @@ def main(argv=None) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
         grids = {n: [v for v in vs if v in chosen] for n, vs in grids.items()}
-    seeds = list(range(args.seeds))
-    out = pathlib.Path(args.workdir).absolute()
-    results = pathlib.Path(args.results or (out / "results" if args.smoke else ROOT / "docs" / "study")).absolute()
     mods = ",".join(a for a in ["smoke" if args.smoke else "", f"steps={args.steps}" if args.steps else ""] if a)
     t0 = time.time()
     log = lambda m: print(f"[{time.time() - t0:6.0f}s] {m}", flush=True)  # noqa: E731
@@ -244,6 +267,12 @@ def main(argv=None) -> int:
                         _update_readme(line)
                 except Exception as e:  # noqa: BLE001 (a report error must not stop the grid)
                     log(f"warning: report not rebuilt after {name}: {e!r}")
+                if args.commit:
+                    try:
+                        done = len([1 for k in where if has_result(results, *where[k][:3])])
+                        commit_results(ROOT, [results, ROOT / "README.md"], f"study: {name} ({done}/{len(where)})")
+                    except RuntimeError as e:  # the results are on disk; the next commit takes them along
+                        log(f"warning: results of {name} not committed: {e}")
 
         status = _run_all(jobs, args.jobs, log, on_done)
     wall = time.time() - t0

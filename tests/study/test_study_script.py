@@ -70,3 +70,39 @@ def test_results_not_run_directories_are_the_source_of_truth(smoke):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "runs to do" not in res.stdout and not (out / "runs" / "_sft").exists()  # nothing re-run
     assert (results / "verdicts.json").read_text() == before
+
+
+def test_commit_results_commits_exactly_the_results(tmp_path):
+    """--commit's helper: the results and README land in one commit; another modified file stays uncommitted."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_study_script", REPO_ROOT / "scripts" / "study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, capture_output=True, text=True, check=True)  # noqa: E731
+    git("init", "-q")
+    git("config", "user.email", "t@t")
+    git("config", "user.name", "t")
+    (tmp_path / "other.py").write_text("a\n")
+    (tmp_path / "README.md").write_text("r\n")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    res = tmp_path / "docs" / "study"
+    res.mkdir(parents=True)
+    (res / "runs.csv").write_text("study,variant,seed\n")
+    (tmp_path / "README.md").write_text("r2\n")
+    (tmp_path / "other.py").write_text("b\n")
+    assert study.commit_results(tmp_path, [res, tmp_path / "README.md"], "study: x (1/2)")
+    assert git("log", "-1", "--format=%s").stdout.strip() == "study: x (1/2)"
+    assert sorted(git("show", "--name-only", "--format=", "HEAD").stdout.split()) == [
+        "README.md",
+        "docs/study/runs.csv",
+    ]
+    assert git("status", "--porcelain").stdout.strip() == "M other.py"
+    assert not study.commit_results(tmp_path, [res], "nothing new")  # nothing to commit: no empty commit
+
+
+def test_commit_refuses_results_outside_the_repository(tmp_path):
+    res = subprocess.run([*CMD, "--commit", "--workdir", str(tmp_path)], cwd=REPO_ROOT, capture_output=True,
+                         text=True)  # fmt: skip
+    assert res.returncode == 2 and res.stderr.startswith("error: --commit needs the results inside"), res.stderr
