@@ -29,6 +29,7 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrlvr.models import partitioning
 
@@ -124,13 +125,13 @@ KERNELS = {"pallas_gpu": gpu_paged_attention, "pallas_tpu": tpu_ragged_paged_att
 # ----------------------------------------------------------------------------------------------- choice
 @functools.cache
 def interpret_error(kind: str) -> str | None:
-    """None if the kernel runs in Pallas interpret mode on this JAX (a 2-row call), else the error."""
-    s, kv, g, hd, page = 2, 1, 2, 128, 16
-    q = jnp.ones((s, kv, g, hd), jnp.float32)
-    pool = jnp.ones((kv, 4, page, hd), jnp.float32)
-    table = jnp.asarray([[0, 1], [2, 3]], jnp.int32)
+    """None if the kernel runs in Pallas interpret mode on this JAX (a 2-row call, compiled and run on its
+    own, also when asked while tracing), else the error."""
+    q, pool = np.ones((2, 1, 2, 128), np.float32), np.ones((1, 4, 16, 128), np.float32)
+    table, len_S = np.asarray([[0, 1], [2, 3]], np.int32), np.asarray([20, 3], np.int32)
     try:
-        jax.block_until_ready(KERNELS[kind](q, pool, pool, table, jnp.asarray([20, 3], jnp.int32), interpret=True))
+        fn = jax.jit(functools.partial(KERNELS[kind], interpret=True)).lower(q, pool, pool, table, len_S).compile()
+        jax.block_until_ready(fn(q, pool, pool, table, len_S))
     except Exception as e:  # any failure means "this interpret mode cannot run the kernel"
         return _short(e)
     return None
