@@ -76,16 +76,23 @@ def test_gpu_blocks_and_kernel_at_a_ragged_table():
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-def test_the_setting_is_checked(hf_model):
-    """``auto`` on a CPU is the XLA path without a warning; an explicit kernel for another backend, or an
-    unknown value, is a ValueError naming it and the fix (library and ``RolloutConfig`` through the
-    trainer's validation)."""
+def test_the_setting_is_checked(hf_model, monkeypatch):
+    """``auto`` on a CPU is the XLA path without a warning; on a GPU where the kernel does not compile (here:
+    a CPU posing as one, where Triton cannot lower) the XLA path with one warning naming the error; an
+    explicit kernel for another backend, or an unknown value, is a ValueError naming it and the fix."""
     _, config, params = hf_model
     q, pool, table = jnp.zeros((1, 1, 1, 8)), jnp.zeros((1, 2, 4, 8)), jnp.zeros((1, 2), jnp.int32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert pk.resolve("auto", q, pool, table) == ("xla", False)
     assert pk.resolve("pallas_gpu_interpret", q, pool, table) == ("pallas_gpu", True)
+    if pk.available("pallas_gpu"):
+        pk._warn_once.cache_clear()
+        monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+        with pytest.warns(RuntimeWarning, match="pallas_gpu paged-attention kernel does not compile here") as rec:
+            assert [pk.resolve("auto", q, pool, table) for _ in range(2)] == [("xla", False)] * 2
+        assert sum("does not compile" in str(w.message) for w in rec) == 1  # once, not per call
+        monkeypatch.undo()
     kw = dict(max_new_tokens=2, eos_ids=(), pad_id=0, seed=0)
     with pytest.raises(ValueError, match=r"decode_kernel='pallas_gpu': .*JAX's backend here is cpu; use auto"):
         generate(config, params, [[1, 2]], decode_kernel="pallas_gpu", **kw)
