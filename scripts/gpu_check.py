@@ -50,7 +50,7 @@ CAPS = {
     "update": 150,
     "attention": 60,
     "packed": 150,
-    "paged": 120,
+    "paged": 180,  # three paths (Pallas kernel, XLA, contiguous), two compilations each
     "async": 150,
     "memory": 120,
     "train": 100,

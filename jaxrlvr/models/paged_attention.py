@@ -20,6 +20,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxrlvr.models import paged_attention_kernels as pk
+
 Array = jax.Array
 
 NEG_INF = -1e30
@@ -86,3 +88,15 @@ def reference_paged_attention(q_SKGD, k_pool, v_pool, table_SM, len_S):
     w = jax.nn.softmax(sc, axis=-1)
     w = jnp.where(jnp.any(keep, axis=-1)[:, None, None, None], w, 0.0)
     return jnp.einsum("skgp,spkd->skgd", w, v.astype(jnp.float32)).astype(q_SKGD.dtype)
+
+
+def decode_attention(q_SKGD, k_pool, v_pool, table_SM, len_S, pairs, *, kernel: str = "auto"):
+    """The sampler's decode attention: one query per row over its ``len_S`` positions, through the path
+    the setting ``kernel`` resolves to (``paged_attention_kernels.resolve``: ``auto``, ``xla``, a Pallas
+    kernel, or one in interpret mode). ``pairs`` = ``(page_L, slot_L, keep_LP)`` of the XLA path
+    (:func:`ragged_pairs`, :func:`pair_keep`); the kernels take the page table ``table_SM`` and
+    ``len_S`` instead. Returns ``[S, KV, G, Hd]`` in ``q``'s dtype."""
+    impl, interpret = pk.resolve(kernel, q_SKGD, k_pool, table_SM)
+    if impl == "xla":
+        return paged_attention(q_SKGD, k_pool, v_pool, *pairs)
+    return pk.KERNELS[impl](q_SKGD, k_pool, v_pool, table_SM, len_S, interpret=interpret)

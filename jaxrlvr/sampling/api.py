@@ -40,6 +40,7 @@ def generate(
     paged_cache: bool = True,
     page_size: int = paged.PAGE_SIZE,
     pool_pages: int | None = None,
+    decode_kernel: str = "auto",
 ) -> SampleOutput:
     """Samples ``num_samples`` responses of at most ``max_new_tokens`` tokens for each prompt.
 
@@ -62,6 +63,7 @@ def generate(
         contiguous per-slot cache (``continuous.run``).
       page_size: positions per KV page (paged; default ``paged.PAGE_SIZE``).
       pool_pages: pages in the pool (paged; default ``paged.POOL_FRACTION`` of the free device memory).
+      decode_kernel: the paged decode's attention (see :class:`Sampler`; docs/sampler.md "Decode kernels").
 
     Returns:
       :class:`SampleOutput` with ``len(prompts) * num_samples`` rows.
@@ -85,6 +87,7 @@ def generate(
         seed=seed,
         attn_block=attn_block,
         cpu_kernels=ip.layout == "out_in" and cpu_kernels_usable(config),
+        decode_kernel=decode_kernel,
     )
     rows = len(prompts) * sampler.num_samples
     if slots is not None:

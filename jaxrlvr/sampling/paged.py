@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrlvr.models.decoder import rope_tables
-from jaxrlvr.models.paged_attention import paged_attention, pair_keep, ragged_pairs
+from jaxrlvr.models.paged_attention import decode_attention, pair_keep, ragged_pairs
 from jaxrlvr.sampling import inference
 from jaxrlvr.sampling.paged_sizing import (  # noqa: F401  (re-exported: the sizing is part of this API)
     CPU_MIN_SLOTS,
@@ -146,7 +146,10 @@ def decode_step(sampler: Sampler, ip, pool, st: dict, table_SM: Array, *, pairs:
         kp = kp.at[:, w_page, w_off].set(k[:, 0].swapaxes(0, 1).astype(kp.dtype), mode="drop")
         vp = vp.at[:, w_page, w_off].set(v[:, 0].swapaxes(0, 1).astype(vp.dtype), mode="drop")
         new.append((kp, vp))
-        o = paged_attention(q.reshape(s, kv, nh // kv, hd), kp, vp, page_L, slot_L, keep_LP)
+        o = decode_attention(
+            q.reshape(s, kv, nh // kv, hd), kp, vp, table_SM, jnp.where(live, at + 1, 0), (page_L, slot_L, keep_LP),
+            kernel=sampler.decode_kernel,
+        )  # fmt: skip
         x = x + inference._linear(
             o.reshape(s, 1, nh * hd),
             lp.wo,

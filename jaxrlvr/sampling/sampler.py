@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrlvr.models.config import ModelConfig
+from jaxrlvr.models.paged_attention_kernels import decode_kernel_error
 from jaxrlvr.sampling import inference
 from jaxrlvr.sampling.buckets import bucket_prompt_count, bucket_prompt_length, decode_segments, eos_slots  # noqa: F401
 from jaxrlvr.sampling.inference import InferenceParams
@@ -107,6 +108,10 @@ class Sampler:
         applied to the float32 logits before sampling (row ids and the index of the token being sampled;
         both int32 [B]); the returned log-probs are those of the processed logits. A hook for tests and
         benchmarks (e.g. ``scripts/bench_scale.py``'s length oracle), None in production.
+      decode_kernel: the paged decode's attention (``paged_attention_kernels.DECODE_KERNELS``): ``"auto"``
+        (the GPU Pallas kernel on a GPU where it compiles, else XLA), ``"xla"``, ``"pallas_gpu"``,
+        ``"pallas_tpu"``, or a kernel in interpret mode (``"pallas_gpu_interpret"``: tests). A kernel that
+        cannot run here is a ValueError. Only the paged path (``paged.py``) reads it.
     """
 
     config: ModelConfig
@@ -118,6 +123,11 @@ class Sampler:
     max_segments: int = 4
     cpu_kernels: bool = False
     logits_processor: Callable | None = None
+    decode_kernel: str = "auto"
+
+    def __post_init__(self):
+        if self.decode_kernel != "auto" and (err := decode_kernel_error(self.decode_kernel)) is not None:
+            raise ValueError(f"decode_kernel={self.decode_kernel!r}: {err}")
 
     # ------------------------------------------------------------------------------------------------
     @staticmethod

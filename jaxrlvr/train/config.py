@@ -16,6 +16,7 @@ import ml_collections
 
 from jaxrlvr.algos import AlgoConfig
 from jaxrlvr.models import PRESETS
+from jaxrlvr.models.paged_attention_kernels import decode_kernel_error
 from jaxrlvr.sharding import DEFAULT_RULES, check_mesh_shape, validate_rules
 from jaxrlvr.train.rollout import RolloutConfig
 from jaxrlvr.train.step import OptimConfig
@@ -213,6 +214,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     if c.data.source == "file" and not pathlib.Path(c.data.path).is_file():
         raise ValueError(f"data.path={c.data.path!r} is not a file (data.source='file')")
     rc = rollout_config(c)
+    if (err := decode_kernel_error(rc.decode_kernel)) is not None:
+        raise ValueError(f"rollout.decode_kernel={rc.decode_kernel!r}: {err}")
     ctx_len = model_context(c)
     if rc.max_prompt_len + rc.max_new_tokens > ctx_len:
         raise ValueError(

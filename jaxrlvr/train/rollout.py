@@ -33,6 +33,7 @@ class RolloutConfig:
     overlong_buffer: int = 16
     overlong_factor: float = 1.0
     page_size: int = PAGE_SIZE  # KV-cache page of the paged sampler (docs/sampler.md: why 16)
+    decode_kernel: str = "auto"  # the paged decode's attention: auto | xla | pallas_gpu | pallas_tpu (docs/sampler.md)
     # Rollouts of steps t+1..t+k generated while step t updates, with params at most k steps old
     # (docs/training.md "Asynchronous rollouts"); 0: the synchronous loop, exactly
     max_staleness: int = 0
@@ -112,6 +113,7 @@ def rollout(
         pad_id=tokenizer.pad_id,
         seed=seed,
         page_size=cfg.page_size,
+        decode_kernel=cfg.decode_kernel,
     )
     tokens = np.asarray(out.tokens)
     mask = np.asarray(out.mask).astype(np.int32)

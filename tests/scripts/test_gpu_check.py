@@ -70,6 +70,12 @@ def test_dry_run_reports_every_part(dry_run):
     )
     pg = res["paged"]  # paged vs contiguous decode: both ran, with a bandwidth-bound fraction
     assert all(pg[k]["tokens_per_s"] > 0 and pg[k]["fraction_of_bandwidth_bound"] > 0 for k in ("paged", "contiguous"))
+    # the paged decode through the GPU kernel in interpret mode ran, with (nearly: bf16) the XLA path's tokens
+    assert (
+        pg["checks"]["kernel_ran"]
+        and pg["paged_kernel"]["tokens_per_s"] > 0
+        and pg["kernel_tokens_equal_fraction"] >= 0.9
+    )
 
 
 def test_a_failing_part_is_recorded_and_the_rest_still_run(tmp_path):
