@@ -82,6 +82,7 @@ flags.DEFINE_string("card", "", "the device's card: h100-80gb, h200-141gb, a100-
 flags.DEFINE_float(
     "mem_fraction", 0.0, "share of a GPU card JAX may use (0: XLA_CLIENT_MEM_FRACTION if set, else 0.75)"
 )
+flags.DEFINE_bool("colocated", True, "one-device mesh: also plan the rollout (paged sampler after the train state)")
 flags.DEFINE_string("param_dtype", "", "override model.param_dtype (e.g. bfloat16)")
 flags.DEFINE_string("opt_dtype", "float32", "dtype of the Adam moments ('' = the param dtype)")
 flags.DEFINE_string("remat", "", "override model.remat (none | full | dots)")
@@ -227,7 +228,7 @@ def main(argv):
     tokens = FLAGS.sample_tokens or rc.max_prompt_len + rc.max_new_tokens
     cache = sharding.sampler_cache_memory(mesh, model_cfg, FLAGS.sample_batch, tokens)
     colocated = None
-    if mesh.size == 1:  # the trainer's sampler on one device: the paged pool after the train state
+    if mesh.size == 1 and FLAGS.colocated:  # the trainer's sampler on one device: the paged pool after the train state
         t0 = time.time()
         colocated = sm.colocated_memory(
             model_cfg, budget=budget, train_state=best["state"], train_peak=best["peak"],
