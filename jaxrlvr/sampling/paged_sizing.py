@@ -33,8 +33,9 @@ def page_bytes(config: ModelConfig, page: int) -> int:
 
 def free_device_bytes(device=None) -> int:
     """Free bytes of a device: ``memory_stats``' ``bytes_limit - bytes_in_use`` (what JAX's allocator may
-    still hand out: on a GPU ``bytes_limit`` is ``XLA_PYTHON_CLIENT_MEM_FRACTION`` (default 0.75) of the
-    card, docs/sampler.md); on a CPU (no statistics) the machine's available memory."""
+    still hand out: on a GPU ``bytes_limit`` is ``XLA_CLIENT_MEM_FRACTION`` (or the older
+    ``XLA_PYTHON_CLIENT_MEM_FRACTION``; default 0.75) of the card's total, docs/mesh.md "Memory planning"); on
+    a CPU (no statistics) the machine's available memory."""
     device = device or jax.devices()[0]
     try:
         st = device.memory_stats() or {}
