@@ -33,8 +33,9 @@ def page_bytes(config: ModelConfig, page: int) -> int:
 
 def free_device_bytes(device=None) -> int:
     """Free bytes of a device: ``memory_stats``' ``bytes_limit - bytes_in_use`` (what JAX's allocator may
-    still hand out: on a GPU ``bytes_limit`` is ``XLA_PYTHON_CLIENT_MEM_FRACTION`` (default 0.75) of the
-    card, docs/sampler.md); on a CPU (no statistics) the machine's available memory."""
+    still hand out: on a GPU ``bytes_limit`` is ``XLA_CLIENT_MEM_FRACTION`` (or the older
+    ``XLA_PYTHON_CLIENT_MEM_FRACTION``; default 0.75) of the card's total, docs/mesh.md "Memory planning"); on
+    a CPU (no statistics) the machine's available memory."""
     device = device or jax.devices()[0]
     try:
         st = device.memory_stats() or {}
@@ -54,10 +55,25 @@ def min_pool_pages(prompt_len: int, max_new_tokens: int, page: int) -> int:
     return -(-prompt_len // page) + -(-(page - 1 + max(max_new_tokens - 1, 1)) // page)
 
 
+def pool_pages_from_free(config: ModelConfig, page: int, free_bytes: int, fraction: float = POOL_FRACTION) -> int:
+    """Pages of ``page`` positions in ``fraction`` of ``free_bytes``: the pool's sizing rule, shared by the
+    sampler (:func:`default_pool_pages`, free bytes measured on the device) and the memory plan
+    (``sharding.colocated_memory``, free bytes = the budget less the train state and the sampler's weights)."""
+    return int(fraction * max(int(free_bytes), 0)) // page_bytes(config, page)
+
+
 def default_pool_pages(config: ModelConfig, page: int, device=None, fraction: float = POOL_FRACTION) -> int:
     """``fraction`` of the device's free memory (:func:`free_device_bytes`, measured now: after the weights
-    and any resident train state) in pages."""
-    return int(fraction * free_device_bytes(device)) // page_bytes(config, page)
+    and any resident train state) in pages (:func:`pool_pages_from_free`)."""
+    return pool_pages_from_free(config, page, free_device_bytes(device), fraction)
+
+
+def pages_for_every_row(prompt_lengths, g: int, max_new_tokens: int, page: int) -> int:
+    """Pages that every row of the prompts ``prompt_lengths`` (``G`` rows each) at the cap needs at once:
+    each prompt's pages plus each row's own (the copy of the partly filled prompt page and the generated
+    tokens). The pool is never sized above this (``paged.run``)."""
+    own = -(-(page + max_new_tokens - 1) // page)
+    return sum(-(-int(x) // page) + g * own for x in prompt_lengths if x > 0)
 
 
 def default_min_slots(platform: str) -> int:
