@@ -52,7 +52,7 @@ CAPS = {
     "packed": 150,
     "paged": 180,  # three paths (Pallas kernel, XLA, contiguous), two compilations each
     "async": 150,
-    "memory": 120,
+    "memory": 180,  # the trainer plan, then the paged sampler's round and prefill compiled beside it (colocated)
     "train": 100,
 }
 BUDGET_S, RESERVE_S = 500, 20
