@@ -302,6 +302,7 @@ RESUME_FREE = (
     "eval",
     "train.num_steps",
     "train.dump_rollouts_every",
+    "rollout.decode_kernel",  # the decode attention's implementation (the same rows; a run may change device kind)
     "checkpoint.every",
     "checkpoint.keep",
 )
