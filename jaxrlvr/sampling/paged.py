@@ -366,8 +366,7 @@ def run(
     if pool_pages is None:  # the memory share, but never more than every row of a shard at the cap needs
         cap_pages = -(-(page + n - 1) // page)
         every = max(
-            int(sum(-(-int(x) // page) for x in lengths[i * p_l : (i + 1) * p_l] if x > 0))
-            + len(rows) * cap_pages
+            int(sum(-(-int(x) // page) for x in lengths[i * p_l : (i + 1) * p_l] if x > 0)) + len(rows) * cap_pages
             for i, rows in enumerate(shard_rows)
         )
         share = default_pool_pages(sampler.config, page) if mesh_fns is None else mesh_fns.pool_share(page)

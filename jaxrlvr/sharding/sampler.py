@@ -169,7 +169,11 @@ _SHARDS, _POOL, _REP = P(BATCH_AXES), P(None, BATCH_AXES), P()
 _PAGED_SPECS = {  # name -> (in_specs without the static args, out_specs, donated argnums)
     "pg_init": ((), (_POOL, _SHARDS, _SHARDS, _SHARDS), ()),
     "pg_open": ((_REP, _POOL, _SHARDS, _REP, *[_SHARDS] * 5), (_POOL, _SHARDS), (1, 2)),
-    "pg_round": ((_REP, _POOL, *[_SHARDS] * 3, _REP, _REP, *[_SHARDS] * 8, _REP, _SHARDS), (_POOL, *[_SHARDS] * 3), (1, 2, 3)),
+    "pg_round": (
+        (_REP, _POOL, *[_SHARDS] * 3, _REP, _REP, *[_SHARDS] * 8, _REP, _SHARDS),
+        (_POOL, *[_SHARDS] * 3),
+        (1, 2, 3),
+    ),
     "pg_compact": ((_SHARDS,) * 3, (_SHARDS, _SHARDS), ()),
     "pg_finish": ((_SHARDS, _SHARDS, _REP), _SHARDS, ()),
 }
