@@ -184,11 +184,13 @@ _STATIC_ARGS = {"pg_init": 4}  # leading static positional args (slots, pages, p
 def paged_pool_share(pl: Placement, config: ModelConfig, page: int) -> int:
     """Pages of each shard's pool from its device's free memory (``paged.default_pool_pages``): the least
     over this process's devices of the mesh and, in a multi-process run, over the processes (every
-    process must take the same decisions)."""
+    process must take the same decisions). CPU devices share the host's memory: split between them."""
     from jaxrlvr.sampling import paged
 
     mine = [dv for dv in pl.mesh.devices.flat if dv.process_index == jax.process_index()]
     share = min(paged.default_pool_pages(config, page, dv) for dv in mine)
+    if mine[0].platform == "cpu":
+        share //= len(mine)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
