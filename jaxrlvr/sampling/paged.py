@@ -18,20 +18,24 @@ Jitted pure functions (the host loop :func:`run` drives them):
    ``[B, N]`` outputs) until ``max_steps`` steps, ``exit_done`` slots done, or all done.
 4. :func:`compact`: the live slots into fewer slots once nothing waits.
 
-The host owns the page allocator (a free list): before each round it gives every live slot the pages its
-next ``max_steps`` (= one page) of tokens need, admits waiting rows while the free pages cover their prompt
-(if not yet open) and first page plus one page per live slot (the next round's growth), and, should the
-pool still run dry, *preempts* the live row with the fewest tokens: its pages go back and it restarts from
+The host owns the page allocator (a free list, ``paged_pool.DevicePool``): before each round it gives
+every live slot the pages its next ``max_steps`` (= one page) of tokens need, oldest row first, admits
+waiting rows while the free pages cover their prompt (if not yet open) and first page plus one page per
+live slot (the next round's growth), and, should the pool still run dry, *preempts* the live row with the
+fewest tokens (never the oldest row, so the pool always progresses): its pages go back and it restarts from
 its first token later. A row's tokens depend only on (seed, row, position) (``prng.py``), never on its
 slot, its pages or a restart, so the rows equal the static loop's (tests).
+
+On a data-parallel mesh (``sharding.sampler.generate``, :class:`MeshFns`) each shard has its own pool and
+slots and runs these same functions under ``shard_map`` on its block of prompts; the host keeps one
+``DevicePool`` per shard.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +44,7 @@ import numpy as np
 from jaxrlvr.models.decoder import rope_tables
 from jaxrlvr.models.paged_attention import decode_attention, pair_keep, ragged_pairs
 from jaxrlvr.sampling import inference
+from jaxrlvr.sampling.paged_pool import DevicePool
 from jaxrlvr.sampling.paged_sizing import (  # noqa: F401  (re-exported: the sizing is part of this API)
     CPU_MIN_SLOTS,
     MIN_SLOTS,
@@ -85,10 +90,11 @@ def init(sampler: Sampler, num_slots: int, num_pages: int, page: int, rows: int)
     return pool, slots, out, first
 
 
-def open_prompts(sampler: Sampler, ip, pool, first, key, ids_QT, lengths_Q, pages_QM, prompt_Q):
+def open_prompts(sampler: Sampler, ip, pool, first, key, ids_QT, lengths_Q, pages_QM, prompt_Q, row0=0):
     """Prefills prompts ``prompt_Q`` (left-padded ``ids_QT``) into their pages ``pages_QM`` (entries
     ``>= num_pages`` are not written; a dummy entry has all of them so) and samples the first token of each
-    of their ``G`` rows. Donate ``pool`` and ``first``."""
+    of their ``G`` rows. ``row0`` (scalar or ``[1]``): the id of the pool's row 0 in the whole batch (a
+    mesh shard's first row; the draws are those of the global row). Donate ``pool`` and ``first``."""
     q, t = ids_QT.shape
     m = pages_QM.shape[1]
     page = pool[0][0].shape[2]
@@ -115,7 +121,8 @@ def open_prompts(sampler: Sampler, ip, pool, first, key, ids_QT, lengths_Q, page
         vp = vp.at[:, pages_QM].set(pick(v_QTKD).astype(vp.dtype), mode="drop")
         new.append((kp, vp))
     rows = (prompt_Q[:, None] * g + jnp.arange(g, dtype=jnp.int32)[None, :]).reshape(-1)
-    tok, logp = sampler.sample(jnp.repeat(logits_QV, g, axis=0), key, jnp.minimum(rows, b - 1), 0)
+    row0 = jnp.asarray(row0, jnp.int32).reshape(())
+    tok, logp = sampler.sample(jnp.repeat(logits_QV, g, axis=0), key, jnp.minimum(rows, b - 1) + row0, 0)
     first = {"tok": first["tok"].at[rows].set(tok, mode="drop"), "logp": first["logp"].at[rows].set(logp, mode="drop")}
     return tuple(new), first
 
@@ -161,12 +168,12 @@ def decode_step(sampler: Sampler, ip, pool, st: dict, table_SM: Array, *, pairs:
     return inference.logits(cfg, ip, h_last, ck), tuple(new)
 
 
-def _step(sampler: Sampler, ip, key, eos_E, table_SM, carry, *, pairs: int):
+def _step(sampler: Sampler, ip, key, eos_E, table_SM, row0, carry, *, pairs: int):
     pool, st, out, stats = carry
     n = sampler.max_new_tokens
     i, live = st["step"], ~st["done"]
     logits_SV, pool = decode_step(sampler, ip, pool, st, table_SM, pairs=pairs)
-    tok, logp = sampler.sample(logits_SV, key, jnp.where(live, st["row"], 0), i)
+    tok, logp = sampler.sample(logits_SV, key, jnp.where(live, st["row"], 0) + row0, i)
     row = jnp.where(live, st["row"], out["length"].shape[0])  # dead: dropped
     out = dict(out)
     out["tokens"] = out["tokens"].at[row, i].set(tok, mode="drop")
@@ -190,15 +197,18 @@ def harvest(out: dict, slots: dict) -> dict:
 
 def round_(
     sampler: Sampler, ip, pool, slots, out, first, key, eos_E, table_SM, reset_S, slot_R, row_R, plen_R, src_R,
-    dst_R, exit_done, max_steps, *, pairs: int,
+    dst_R, exit_done, max_steps, row0=0, *, pairs: int,
 ):  # fmt: skip
     """Harvest, empty the ``reset_S`` slots (preempted rows), insert rows ``row_R`` into slots ``slot_R``
     (``>= S``: ignored; the partly filled last prompt page ``src_R`` copied into the row's first own page
     ``dst_R``, ``>= num_pages``: none), then decode until ``max_steps`` steps, ``exit_done`` slots done, or
-    all done.
+    all done (``exit_done``, ``row0``: scalars or ``[1]``, as a mesh shard gets them; ``row0`` as in
+    :func:`open_prompts`).
     Donate pool, slots and out. Returns (pool, slots, out, info); ``info`` = (done [S], step [S], steps,
-    live slot-steps, key positions needed)."""
+    live slot-steps, key positions needed), the last three ``[1]``."""
     n, b = sampler.max_new_tokens, out["length"].shape[0]
+    exit_done = jnp.asarray(exit_done, jnp.int32).reshape(())
+    row0 = jnp.asarray(row0, jnp.int32).reshape(())
     out = harvest(out, slots)
     slots = {**slots, "done": slots["done"] | reset_S, "row": jnp.where(reset_S, b, slots["row"])}
     tok_R = jnp.take(first["tok"], row_R, mode="clip")
@@ -226,10 +236,10 @@ def round_(
         st, stats = c[1], c[3]
         return jnp.any(~st["done"]) & (jnp.sum(st["done"]) < exit_done) & (stats[0] < max_steps)
 
-    body = lambda c: _step(sampler, ip, key, eos_E, table_SM, c, pairs=pairs)  # noqa: E731
+    body = lambda c: _step(sampler, ip, key, eos_E, table_SM, row0, c, pairs=pairs)  # noqa: E731
     zero = (jnp.int32(0), jnp.int32(0), jnp.float32(0))
     pool, slots, out, stats = jax.lax.while_loop(cond, body, (pool, slots, out, zero))
-    return pool, slots, out, (slots["done"], slots["step"], *stats)
+    return pool, slots, out, (slots["done"], slots["step"], *(x.reshape(1) for x in stats))
 
 
 def compact(sampler: Sampler, slots: dict, out: dict, keep_K: Array):
@@ -258,10 +268,12 @@ JIT_SPECS.update(
 # --------------------------------------------------------------------------------------------- host loop
 @dataclasses.dataclass
 class PagedStats:
-    """What :func:`run` did. ``live_slot_steps``: sum over decode steps of the live rows;
+    """What :func:`run` did. ``slots``: over all shards; ``pool_pages`` / ``peak_pages``: per shard (most
+    pages in use at a round start); ``live_slot_steps``: sum over decode steps of the live rows;
     ``kv_read``: positions the decode attention read (pairs x page x steps); ``kv_needed``: positions the
-    live rows attend (prompt + generated so far); ``peak_pages``: most pages in use at a round start."""
+    live rows attend (prompt + generated so far); ``decode_steps``: the round's longest shard's steps."""
 
+    devices: int = 1
     slots: int = 0
     pool_pages: int = 0
     page: int = 0
@@ -286,6 +298,19 @@ def pair_bucket(n: int) -> int:
     return -(-n // step) * step
 
 
+@dataclasses.dataclass(frozen=True)
+class MeshFns:
+    """How :func:`run` drives ``devices`` data-parallel shards of a mesh, each with its own page pool and
+    slots (``sharding.sampler.paged_fns``). ``call(name, *args, **static)`` runs ``JIT_SPECS[name]`` per
+    shard (under ``shard_map``: each shard's slice of every per-slot / per-row / per-prompt argument, local
+    indices; the arrays the host reads back replicated); ``pool_share(page)``: the pages of the memory
+    share of the shard with the least free memory."""
+
+    devices: int
+    call: Callable
+    pool_share: Callable[[int], int]
+
+
 def run(
     sampler: Sampler,
     ip,
@@ -300,26 +325,36 @@ def run(
     refill_every: int | None = None,
     min_slots: int | None = None,
     order: Sequence[int] | None = None,
+    mesh_fns: MeshFns | None = None,
 ) -> tuple[SampleOutput, PagedStats]:
     """Paged continuous batching over the bucketed prompts ``ids_PT`` / ``lengths_P`` (host arrays, as
     are ``key`` and ``eos_E``); rows ``p * G + g`` of the real prompts (length > 0).
 
     Args:
-      pool_pages: pages in the pool (default :func:`default_pool_pages`); at least :func:`min_pool_pages`.
+      pool_pages: pages in the pool (each shard's, on a mesh; default :func:`default_pool_pages`, capped
+        at what every row at the cap needs); at least :func:`min_pool_pages`.
       page_size: positions per page (default ``PAGE_SIZE``).
-      num_slots: rows decoded at once at most (default :func:`default_num_slots`).
-      refill_every: a round ends once this many slots are done while rows wait (default ``max(1, S // 8)``);
-        a round also ends after ``page_size`` steps (the pages handed out cover that many).
+      num_slots: rows decoded at once at most, over all shards (default :func:`default_num_slots` per shard).
+      refill_every: a round ends once this many slots are done while rows wait (default ``max(1, S // 8)``,
+        ``S`` a shard's slots); a round also ends after ``page_size`` steps (the pages handed out cover that many).
       min_slots: when nothing waits, live slots move into half as many slots while that is >= this
         (default :func:`default_min_slots`: ``MIN_SLOTS`` on an accelerator, ``CPU_MIN_SLOTS`` on a CPU).
       order: the order rows are admitted in (a permutation of the real rows); results do not depend on it.
+      mesh_fns: ``None``: one device. A mesh's :class:`MeshFns`: the prompts are split into ``D`` equal
+        blocks (padded), block ``d`` decoded by shard ``d`` through its own pool (its rows, pages and slots;
+        a prompt's rows share its pages on its shard); rounds run on all shards at once, each shard's
+        decode loop stopping on its own. The rows do not depend on ``D``.
     """
-    p, t = ids_PT.shape
+    d = 1 if mesh_fns is None else int(mesh_fns.devices)
+    p0, t = ids_PT.shape
     g, n = sampler.num_samples, sampler.max_new_tokens
-    b = p * g
-    lengths = np.asarray(lengths_P)
-    ids_np = np.asarray(ids_PT)
-    real = [r for r in range(b) if lengths[r // g] > 0]
+    p_l = -(-p0 // d)  # prompts per shard
+    b_l, p = p_l * g, p_l * d
+    lengths = np.zeros(p, np.int64)
+    lengths[:p0] = np.asarray(lengths_P)
+    ids_np = np.zeros((p, t), np.asarray(ids_PT).dtype)
+    ids_np[:p0] = np.asarray(ids_PT)
+    real = [r for r in range(p0 * g) if lengths[r // g] > 0]
     if order is None:
         order = real
     elif sorted(order) != real:
@@ -330,178 +365,96 @@ def run(
     if page < 1:
         raise ValueError(f"page_size must be >= 1, got {page_size}")
     least = min_pool_pages(t, n, page)
-    if pool_pages is None:  # the memory share, but never more than every row at the cap needs
-        every = int(sum(-(-int(x) // page) for x in lengths if x > 0)) + len(real) * -(-(page + n - 1) // page)
-        pool_pages = max(least, min(default_pool_pages(sampler.config, page), every))
+    shard_rows = [[r - i * b_l for r in order if r // b_l == i] for i in range(d)]  # each shard's, local
+    if pool_pages is None:  # the memory share, but never more than every row of a shard at the cap needs
+        cap_pages = -(-(page + n - 1) // page)
+        every = max(
+            int(sum(-(-int(x) // page) for x in lengths[i * p_l : (i + 1) * p_l] if x > 0)) + len(rows) * cap_pages
+            for i, rows in enumerate(shard_rows)
+        )
+        share = default_pool_pages(sampler.config, page) if mesh_fns is None else mesh_fns.pool_share(page)
+        pool_pages = max(least, min(share, every))
     pool_pages = int(pool_pages)
     if pool_pages < least:
         raise ValueError(
             f"a page pool of {pool_pages} pages of {page} positions cannot hold one row of a {t}-token prompt "
             f"bucket and {n} new tokens; give it at least {least} pages (more memory or a smaller max_new_tokens)"
         )
+    most = max(1, max(len(rows) for rows in shard_rows))
     if num_slots is None:
-        num_slots = default_num_slots(len(real), pool_pages, page, t, n, g)
-    s = max(1, min(int(num_slots), len(real)))
+        num_slots = d * default_num_slots(most, pool_pages, page, t, n, g)
+    s = max(1, min(-(-int(num_slots) // d), most))  # slots per shard
     f = refill_every or max(1, s // 8)
-    run_jit = lambda name, *a, **kw: sampler.run_jitted(name, ip, *a, **kw)  # noqa: E731
-    stats = PagedStats(slots=s, pool_pages=pool_pages, page=page)
+    if mesh_fns is None:
+        run_jit = lambda name, *a, **kw: sampler.run_jitted(name, ip, *a, **kw)  # noqa: E731
+    else:
+        run_jit = mesh_fns.call
+    stats = PagedStats(slots=s * d, pool_pages=pool_pages, page=page, devices=d)
 
     m_prompt = -(-t // page)
     m_cols = m_prompt + max(1, -(-(n - 1) // page))
-    pool, slots, out, first = run_jit("pg_init", s, pool_pages, page, b)
-    free = list(range(pool_pages - 1, -1, -1))  # a stack: pop() takes the lowest page first
-    npp_P = -(-np.maximum(lengths, 1) // page)  # the prompt's pages in the pool
-    fp_P = np.maximum(lengths, 1) // page  # its full pages, shared by its rows' tables
-    prompt_pages: dict[int, list[int]] = {}  # open prompts -> their pages
-    left_P = np.where(lengths > 0, g, 0).astype(np.int64)  # rows of each prompt not finished yet
-    live_P = np.zeros(p, np.int64)  # rows of each prompt in a slot
-    queue = deque(order)
-    slot_row = np.full(s, -1, np.int64)
-    slot_pages: list[list[int]] = [[] for _ in range(s)]
-    step = np.zeros(s, np.int64)
-    live = np.zeros(s, bool)
-    table = np.zeros((s, m_cols), np.int32)
-
-    def own_pages_for(pr: int, steps_now: int) -> int:  # own pages covering this round's writes
-        if n <= 1:
-            return 0
-        return -(-(int(lengths[pr]) + min(steps_now - 1 + page, n - 1)) // page) - int(fp_P[pr])
-
-    def release(slot: int, finished: bool):
-        r = int(slot_row[slot])
-        pr = r // g
-        free.extend(reversed(slot_pages[slot]))
-        slot_pages[slot] = []
-        live_P[pr] -= 1
-        if finished:
-            left_P[pr] -= 1
-            if left_P[pr] == 0:
-                free.extend(reversed(prompt_pages.pop(pr)))
-        slot_row[slot] = -1
-        live[slot] = False
-
-    def close_idle_prompts() -> bool:
-        idle = [pr for pr in prompt_pages if live_P[pr] == 0]
-        for pr in idle:
-            free.extend(reversed(prompt_pages.pop(pr)))
-        return bool(idle)
-
-    stalled = 0  # rounds since a row last finished, while rows are being preempted
+    pool, slots, out, first = run_jit("pg_init", s, pool_pages, page, b_l)
+    shards = [
+        DevicePool(lengths[i * p_l : (i + 1) * p_l], g, n, page, pool_pages, s, rows, m_cols)
+        for i, rows in enumerate(shard_rows)
+    ]
+    row0 = (np.arange(d) * b_l).astype(np.int32)
+    cat = lambda xs: np.concatenate(xs, axis=0)  # noqa: E731  (the shards' blocks, in mesh order)
     while True:
-        reset = np.zeros(s, bool)
-        preempted_before = stats.preemptions
-        # 1. pages for the live slots' next round; preempt the youngest rows if the pool runs dry
-        for sl in sorted(np.flatnonzero(live), key=lambda x: -step[x]):
-            if not live[sl]:
-                continue
-            need = own_pages_for(int(slot_row[sl]) // g, int(step[sl])) - len(slot_pages[sl])
-            while need > len(free):
-                victims = [v for v in np.flatnonzero(live) if v != sl]
-                if not victims:
-                    if close_idle_prompts():
-                        continue
-                    raise RuntimeError("page pool exhausted by a single row (min_pool_pages is a bug)")
-                v = min(victims, key=lambda x: (step[x], -x))
-                queue.appendleft(int(slot_row[v]))
-                release(v, finished=False)
-                reset[v] = True
-                stats.preemptions += 1
-            for _ in range(max(need, 0)):
-                pg = free.pop()
-                table[sl, int(fp_P[slot_row[sl] // g]) + len(slot_pages[sl])] = pg
-                slot_pages[sl].append(pg)
-        # 2. admission by free pages (keeping one page per live slot for the next round's growth)
-        admit_slot, admit_row, opened, src, dst = [], [], [], [], []
-        for sl in np.flatnonzero(~live):
-            if not queue:
-                break
-            r = queue[0]
-            pr = r // g
-            cost = (0 if pr in prompt_pages else int(npp_P[pr])) + own_pages_for(pr, 1)
-            if len(free) < cost + int(live.sum()):
-                break
-            queue.popleft()
-            if pr not in prompt_pages:
-                prompt_pages[pr] = [free.pop() for _ in range(int(npp_P[pr]))]
-                opened.append(pr)
-            own = [free.pop() for _ in range(own_pages_for(pr, 1))]
-            fp = int(fp_P[pr])
-            table[sl, :fp] = prompt_pages[pr][:fp]
-            table[sl, fp : fp + len(own)] = own
-            partial = fp < npp_P[pr] and own
-            src.append(prompt_pages[pr][-1] if partial else pool_pages)
-            dst.append(own[0] if partial else pool_pages)
-            slot_row[sl], slot_pages[sl], step[sl], live[sl] = r, own, 1, True
-            live_P[pr] += 1
-            admit_slot.append(sl)
-            admit_row.append(r)
-        if not live.any() and queue:
-            if close_idle_prompts():
-                continue
-            raise RuntimeError("no row fits the page pool")
-        if opened:
-            q = 1 << (len(opened) - 1).bit_length()
-            pages_QM = np.full((q, m_prompt), pool_pages, np.int32)
-            prompt_Q = np.full((q,), p, np.int32)
-            for i, pr in enumerate(opened):
-                pages_QM[i, : len(prompt_pages[pr])] = prompt_pages[pr]
-                prompt_Q[i] = pr
-            idx = np.minimum(prompt_Q, p - 1)
-            pool, first = run_jit("pg_open", ip, pool, first, key, ids_np[idx], lengths[idx], pages_QM, prompt_Q)
+        reset = cat([sh.grow() for sh in shards])  # 1. pages for the live slots (preempting the youngest)
+        for sh in shards:  # 2. admission by free pages
+            sh.admit()
+        opened = [sh.admitted[2] for sh in shards]
+        if any(opened):
+            q = 1 << (max(len(o) for o in opened) - 1).bit_length()
+            pages_QM = np.full((d, q, m_prompt), pool_pages, np.int32)
+            prompt_Q = np.full((d, q), p_l, np.int32)
+            for i, (sh, o) in enumerate(zip(shards, opened, strict=True)):
+                for j, pr in enumerate(o):
+                    pages_QM[i, j, : len(sh.prompt_pages[pr])] = sh.prompt_pages[pr]
+                    prompt_Q[i, j] = pr
+            idx = (np.minimum(prompt_Q, p_l - 1) + np.arange(d)[:, None] * p_l).reshape(-1)
+            pool, first = run_jit(
+                "pg_open", ip, pool, first, key, ids_np[idx], lengths[idx].astype(np.int32),
+                pages_QM.reshape(d * q, m_prompt), prompt_Q.reshape(-1), row0,
+            )  # fmt: skip
             stats.prefills += 1
-        stats.peak_pages = max(stats.peak_pages, pool_pages - len(free))
-        # 3. one round
-        pairs = pair_bucket(sum(int(fp_P[slot_row[sl] // g]) + len(slot_pages[sl]) for sl in np.flatnonzero(live)))
-        k = len(admit_slot)
-        slot_R = np.full((s,), s, np.int32)
-        row_R = np.full((s,), b, np.int32)
-        slot_R[:k], row_R[:k] = admit_slot, admit_row
-        plen_R = np.where(row_R < b, lengths[np.minimum(row_R, b - 1) // g], 0).astype(np.int32)
-        src_R = np.full((s,), pool_pages, np.int32)
-        dst_R = np.full((s,), pool_pages, np.int32)
-        src_R[:k], dst_R[:k] = src, dst
-        waiting = bool(queue)
-        if queue:  # empty slots count as done: end the round once f more rows finish
-            exit_done = int((~live).sum()) + min(f, len(queue))
-        elif s // 2 >= min_slots:
-            exit_done = s - s // 2
-        else:
-            exit_done = s
+        stats.peak_pages = max(sh.peak_pages for sh in shards)
+        # 3. one round on every shard
+        pairs = max(pair_bucket(sh.pages_read()) for sh in shards)
+        waiting = [bool(sh.queue) for sh in shards]
+        args = [sh.round_args(b_l, f, min_slots) for sh in shards]
+        slot_R, row_R, plen_R, src_R, dst_R = (cat([a[i] for a in args]) for i in range(5))
+        exit_done = np.asarray([a[5] for a in args], np.int32)
+        table = cat([sh.table for sh in shards])
         pool, slots, out, info = run_jit(
-            "pg_round", ip, pool, slots, out, first, key, eos_E, table, reset, slot_R, row_R, plen_R, src_R, dst_R,
-            np.int32(exit_done), np.int32(page), pairs=pairs,
+            "pg_round", ip, pool, slots, out, first, key, eos_E, table, reset, slot_R, row_R, plen_R, src_R,
+            dst_R, exit_done, np.int32(page), row0, pairs=pairs,
         )  # fmt: skip
-        done, step_d, count, live_steps, needed = jax.device_get(info)
-        count = int(count)
+        done, step_d, count, live_steps, needed = (np.asarray(x) for x in jax.device_get(info))
         stats.rounds += 1
-        stats.decode_steps += count
-        stats.slot_steps += count * s
-        stats.live_slot_steps += int(live_steps)
-        if waiting:
-            stats.waiting_live_slot_steps += int(live_steps)
-            stats.waiting_decode_steps += int(count)
-        stats.kv_read += float(count) * pairs * page
-        stats.kv_needed += float(needed)
-        step = np.asarray(step_d, np.int64)
-        finished = np.flatnonzero(live & np.asarray(done))
-        for sl in finished:
-            release(sl, finished=True)
-        stalled = 0 if len(finished) or stats.preemptions == preempted_before else stalled + 1
-        if stalled > 2 * (n // page + 2):  # a row left alone finishes within n / page rounds
-            raise RuntimeError(
-                f"paged sampler: rows keep preempting each other in a pool of {pool_pages} pages of {page} "
-                f"positions (no row finished in {stalled} rounds); give it more pages (pool_pages)"
-            )
-        if not queue and not live.any():
+        stats.decode_steps += int(count.max())
+        stats.slot_steps += int(count.sum()) * s
+        stats.live_slot_steps += int(live_steps.sum())
+        stats.waiting_live_slot_steps += int(live_steps[np.asarray(waiting)].sum())
+        stats.waiting_decode_steps += int(count[np.asarray(waiting)].max(initial=0))
+        stats.kv_read += float(count.sum()) * pairs * page
+        stats.kv_needed += float(needed.sum())
+        for i, sh in enumerate(shards):
+            sh.finish_round(done[i * s : (i + 1) * s], step_d[i * s : (i + 1) * s])
+        stats.preemptions = sum(sh.preemptions for sh in shards)
+        if not any(sh.busy() for sh in shards):
             break
-        if not queue and s // 2 >= min_slots and live.sum() <= s // 2:
+        most_live = max(int(sh.live.sum()) for sh in shards)
+        if not any(sh.queue for sh in shards) and s // 2 >= min_slots and most_live <= s // 2:
             s2 = s
-            while s2 // 2 >= max(min_slots, live.sum(), 1):
+            while s2 // 2 >= max(min_slots, most_live, 1):
                 s2 //= 2
-            keep = np.concatenate([np.flatnonzero(live), np.flatnonzero(~live)])[:s2]
-            slots, out = run_jit("pg_compact", slots, out, keep.astype(np.int32))
-            slot_row, step, live, table = slot_row[keep], step[keep], live[keep], table[keep]
-            slot_pages = [slot_pages[i] for i in keep]
+            keep = cat([sh.keep(s2) for sh in shards]).astype(np.int32)
+            slots, out = run_jit("pg_compact", slots, out, keep)
             s = s2
             stats.compactions += 1
-    return run_jit("pg_finish", slots, out, eos_E), stats
+    out = run_jit("pg_finish", slots, out, eos_E)
+    if p != p0:  # the shards' padding prompts
+        out = jax.tree.map(lambda x: x[: p0 * g], out)
+    return out, stats

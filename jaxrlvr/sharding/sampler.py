@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -161,6 +162,95 @@ def _continuous_fns(pl: Placement, sampler):
     return fns
 
 
+# shard_map specs of the paged sampler's functions (``sampling.paged``) on a data-parallel mesh: pools on
+# their pages axis, slot state, outputs, first tokens and every per-slot / per-prompt / per-shard host array
+# on their first axis over the batch axes; weights (tensor = 1: whole), key, EOS ids and scalars replicated
+_SHARDS, _POOL, _REP = P(BATCH_AXES), P(None, BATCH_AXES), P()
+_PAGED_SPECS = {  # name -> (in_specs without the static args, out_specs, donated argnums)
+    "pg_init": ((), (_POOL, _SHARDS, _SHARDS, _SHARDS), ()),
+    "pg_open": ((_REP, _POOL, _SHARDS, _REP, *[_SHARDS] * 5), (_POOL, _SHARDS), (1, 2)),
+    "pg_round": (
+        (_REP, _POOL, *[_SHARDS] * 3, _REP, _REP, *[_SHARDS] * 8, _REP, _SHARDS),
+        (_POOL, *[_SHARDS] * 3),
+        (1, 2, 3),
+    ),
+    "pg_compact": ((_SHARDS,) * 3, (_SHARDS, _SHARDS), ()),
+    "pg_finish": ((_SHARDS, _SHARDS, _REP), _SHARDS, ()),
+}
+_PAGED_READ_BACK = {"pg_round": 3, "pg_finish": None}  # outputs the host reads: replicated (None: all)
+_STATIC_ARGS = {"pg_init": 4}  # leading static positional args (slots, pages, page, rows)
+
+
+def paged_pool_share(pl: Placement, config: ModelConfig, page: int) -> int:
+    """Pages of each shard's pool from its device's free memory (``paged.default_pool_pages``): the least
+    over this process's devices of the mesh and, in a multi-process run, over the processes (every
+    process must take the same decisions). CPU devices share the host's memory: split between them."""
+    from jaxrlvr.sampling import paged
+
+    mine = [dv for dv in pl.mesh.devices.flat if dv.process_index == jax.process_index()]
+    share = min(paged.default_pool_pages(config, page, dv) for dv in mine)
+    if mine[0].platform == "cpu":
+        share //= len(mine)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        share = int(np.min(multihost_utils.process_allgather(np.asarray([share], np.int64))))
+    return share
+
+
+def paged_fns(pl: Placement, sampler):
+    """``paged.MeshFns`` of a data-parallel mesh (``tensor`` = 1): each of the ``data x fsdp`` shards runs
+    the paged sampler's jitted functions (``paged.JIT_SPECS``) on its own pool, slots and rows under
+    ``shard_map``, with no collective inside a round (each shard's decode loop stops on its own); host
+    arrays are placed with ``put`` (multi-process safe) and what the host reads back (a round's ``info``,
+    the outputs) comes back replicated. Jits cached per sampler."""
+    from jaxrlvr.sampling import paged
+    from jaxrlvr.sampling import sampler as sampler_mod
+
+    mesh = pl.mesh
+    if mesh.shape["tensor"] != 1:
+        raise MeshError(f"the paged sampler shards over data x fsdp only (mesh {dict(mesh.shape)}: tensor > 1)")
+    opts = None
+    if not getattr(sampler_mod, "_OPTIONS_REJECTED", False):
+        opts = sampler_mod.compiler_options(sampler.config, mesh.devices.flat[0].platform)
+    named = lambda spec: NamedSharding(mesh, spec)  # noqa: E731
+
+    def jitted(name, static_args, static_kw):
+        key = ("paged", sampler, name, static_args, tuple(sorted(static_kw.items())))
+        hit = pl._cache.get(key)
+        if hit is not None:
+            return hit
+        in_specs, out_specs, donate = _PAGED_SPECS[name]
+        fn = functools.partial(paged.JIT_SPECS[name][0], sampler, *static_args, **static_kw)
+        mapped = jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+        outs = jax.tree.map(named, out_specs, is_leaf=lambda x: isinstance(x, P))
+        back = _PAGED_READ_BACK.get(name, -1)
+        if back is None:
+            outs = named(_REP)
+        elif back >= 0:
+            outs = (*outs[:back], named(_REP))
+        hit = jax.jit(mapped, out_shardings=outs, donate_argnums=donate, compiler_options=opts)
+        pl._cache[key] = hit
+        return hit
+
+    def call(name, *args, **static):
+        n_static = _STATIC_ARGS.get(name, 0)
+        static_args, args = tuple(args[:n_static]), args[n_static:]
+        fn = jitted(name, static_args, static)
+        in_specs = _PAGED_SPECS[name][0]
+        args = tuple(
+            a if all(isinstance(x, jax.Array) for x in jax.tree.leaves(a)) else put(a, named(spec))
+            for a, spec in zip(args, in_specs, strict=True)
+        )
+        return fn(*args)
+
+    return paged.MeshFns(
+        devices=batch_divisor(mesh),
+        call=call,
+        pool_share=lambda page: paged_pool_share(pl, sampler.config, page),
+    )
+
+
 def default_slots(pl: Placement, config: ModelConfig, rows: int, prompt_len: int, max_new_tokens: int) -> int:
     """Slots whose cache fits each device's memory share (``continuous.default_num_slots`` per device,
     times the batch-axes size the slots are split over), at most ``rows``; a multiple of that size when
@@ -200,11 +290,17 @@ def generate(
 
     Weights are converted to the sampler's layout on the mesh (:meth:`Placement.sampler_params`);
     prompts, the loop state and the KV cache are sharded over rows (and the cache over K/V heads); the
-    decode loop runs on the devices with the cache donated; the outputs come back replicated. On a mesh of
-    one device the rows decode through the paged sampler (``sampling.paged``, as ``sampling.generate``;
-    ``paged_cache=False``: contiguous slots); on a larger mesh through ``slots`` contiguous
-    continuous-batching slots (sharded over the batch axes; default :func:`default_slots`; the paged pool
-    is not sharded yet); ``continuous=False``: the static loop (docs/sampler.md)."""
+    decode loop runs on the devices with the cache donated; the outputs come back replicated.
+
+    Paths (docs/sampler.md): on one device, and on a mesh whose ``tensor`` axis is 1, the rows decode
+    through the paged sampler (``sampling.paged``, as ``sampling.generate``): on a mesh one page pool per
+    ``data x fsdp`` shard (:func:`paged_fns`; ``pool_pages`` per shard, default from each device's free
+    memory; ``slots`` over all shards). With ``tensor`` > 1 (and ``paged_cache=False``) through ``slots``
+    contiguous continuous-batching slots (sharded over the batch axes, K/V heads over ``tensor``; default
+    :func:`default_slots`): the paged decode step runs per shard under ``shard_map`` with whole weights,
+    while a tensor axis splits the weights and K/V heads across devices, so the step would need the
+    tensor-parallel collectives inside the shard_map (not written yet). ``continuous=False``: the static
+    loop."""
     from jaxrlvr.sampling import InferenceParams
     from jaxrlvr.sampling import sampler as sampler_mod
 
@@ -238,14 +334,17 @@ def generate(
     sampler, ids, lengths, key, eos_arr = sampler_mod.setup_call(config, prompts, **call)
     rows = len(prompts) * sampler.num_samples
     ip = pl.sampler_params(params)
-    if continuous and paged_cache and pl.mesh.size == 1:
+    if continuous and paged_cache and (pl.mesh.size == 1 or pl.mesh.shape["tensor"] == 1):
         from jaxrlvr.sampling import paged
 
-        with pl.context():
-            out, _ = paged.run(
-                sampler, ip, ids, lengths, key, eos_arr, num_slots=slots, pool_pages=pool_pages,
-                page_size=paged.PAGE_SIZE if page_size is None else page_size,
-            )  # fmt: skip
+        page = paged.PAGE_SIZE if page_size is None else page_size
+        kw = dict(num_slots=slots, pool_pages=pool_pages, page_size=page)
+        if pl.mesh.size == 1:
+            with pl.context():
+                out, _ = paged.run(sampler, ip, ids, lengths, key, eos_arr, **kw)
+        else:  # one pool per data x fsdp shard (docs/sampler.md, "On a mesh")
+            key, eos_arr = put((key, eos_arr), pl.replicated)
+            out, _ = paged.run(sampler, ip, ids, lengths, key, eos_arr, mesh_fns=paged_fns(pl, sampler), **kw)
         return sampler_mod.real_rows(out, rows)
     if continuous:
         from jaxrlvr.sampling import continuous as cb

@@ -182,6 +182,7 @@ def check_sample(out):
             "mask_equal": bool(np.array_equal(np.asarray(got.mask), np.asarray(ref.mask))),
             "logp": float(np.max(np.abs(np.asarray(got.logprobs) - ref_logp))),
             "wqkv_spec": str(ip.layers[0].wqkv.sharding.spec),
+            "paged": any(isinstance(k, tuple) and k[0] == "paged" for k in pl._cache),  # per-shard page pools
             "seconds": time.time() - t0,
         }
         if shape in CONTINUOUS_MESHES:  # sampled rows through 8 sharded slots (refilled)
@@ -196,6 +197,34 @@ def check_sample(out):
                 "distinct_lengths": len(set(np.asarray(static.lengths).tolist())),
             }
     out["sample"] = res
+    out["sample_paged_tight"] = _paged_tight(params, prompts, static)
+
+
+def _paged_tight(params, prompts, static):
+    """The paged sampler on a (1, 2, 1) mesh (2 shards of 4 prompts), each shard's pool near its minimum
+    and the rows admitted in a shuffled order: rows wait for pages and are preempted."""
+    from jaxrlvr.sampling import paged
+    from jaxrlvr.sampling.sampler import setup_call
+    from jaxrlvr.sharding.sampler import paged_fns
+
+    pl = S.placement(S.make_mesh((1, 2, 1), num_devices=2), CFG)
+    sampler, ids, lengths, key, eos = setup_call(CFG, prompts, top_k=0, greedy=False, **SAMPLED)
+    ip = pl.sampler_params(pl.put_params(params))
+    least = paged.min_pool_pages(ids.shape[1], SAMPLED["max_new_tokens"], 2)
+    order = np.random.default_rng(1).permutation(len(prompts) * 2).tolist()
+    got, stats = paged.run(
+        sampler, ip, ids, lengths, key, eos, pool_pages=least + 1, page_size=2, num_slots=8, order=order,
+        mesh_fns=paged_fns(pl, sampler),
+    )  # fmt: skip
+    return {
+        "tokens_equal_static": bool(np.array_equal(np.asarray(got.tokens), np.asarray(static.tokens))),
+        "lengths_equal_static": bool(np.array_equal(np.asarray(got.lengths), np.asarray(static.lengths))),
+        "logp": float(np.max(np.abs(np.asarray(got.logprobs) - np.asarray(static.logprobs)))),
+        "devices": stats.devices,
+        "preemptions": stats.preemptions,
+        "peak_pages": stats.peak_pages,
+        "pool_pages": stats.pool_pages,
+    }
 
 
 def _smoke(shape, devices=-1, **over):

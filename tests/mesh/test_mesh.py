@@ -90,15 +90,26 @@ def test_greedy_sampling_is_identical(checks, mesh):
     r = checks["sample"][mesh]
     assert r["tokens_equal"] and r["mask_equal"], mesh
     assert r["logp"] <= 1e-4, (mesh, r["logp"])
+    # a page pool per data x fsdp shard where tensor = 1; contiguous slots with a tensor axis
+    assert r["paged"] == mesh.endswith(" 1)"), (mesh, r["paged"])
 
 
 @pytest.mark.parametrize("mesh", ["(8, 1, 1)", "(2, 2, 2)"])
 def test_continuous_batching_on_mesh_equals_one_device(checks, mesh):
-    """Sampled rows through 8 slots sharded over the mesh equal one device's (3 slots) and the static
-    loop's: a row's draws depend on (seed, row, position) only."""
+    """Sampled rows through 8 slots sharded over the mesh (on (8, 1, 1) one page pool per shard, on
+    (2, 2, 2) contiguous slots) equal one device's (3 slots) and the static loop's: a row's draws depend on
+    (seed, row, position) only."""
     r = checks["sample"][mesh]["continuous"]
     assert r["tokens_equal_one_device"] and r["tokens_equal_static"] and r["lengths_equal_static"], (mesh, r)
     assert r["logp"] <= 1e-4 and r["distinct_lengths"] > 2, (mesh, r)
+
+
+def test_paged_pools_near_their_minimum_on_mesh(checks):
+    """Two shards, each pool one page above its minimum, rows in a shuffled order: rows are preempted (the
+    oldest never), every row finishes, and the rows equal the static loop's."""
+    r = checks["sample_paged_tight"]
+    assert r["tokens_equal_static"] and r["lengths_equal_static"] and r["logp"] <= 1e-4, r
+    assert r["devices"] == 2 and r["preemptions"] > 0 and r["peak_pages"] == r["pool_pages"], r
 
 
 def test_sampler_weights_replicated_over_data_and_fsdp(checks):
