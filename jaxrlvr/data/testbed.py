@@ -6,7 +6,7 @@ on the *testbed teacher* has real choices to make, of different lengths and reli
 
 - ``guess``: the answer alone, ``\\boxed{85}`` (about 10 characters), right only ``guess_correct`` of the
   time (a near miss otherwise): short and unreliable;
-- ``steps``: column addition, least significant column first, e.g. ``8+7 = 15 c1; 4+3+1=8 then so \\boxed{85}``
+- ``steps``: column addition, least significant column first, e.g. ``8+7 = 15 c1; 4+3+1=8, so \\boxed{85}``
   (25-60 characters), each column mis-added with probability ``step_error`` times its ``=`` form's
   multiplier (the error propagates, so the text stays self-consistent) and the boxed value a near miss with
   probability ``answer_error`` times the conclusion word's multiplier: long and fairly reliable;
@@ -37,17 +37,17 @@ TASK = "testbed"
 class TestbedConfig:
     """The teacher's and the problems' parameters (docs/study.md, "The testbed task", says why each value)."""
 
-    styles: tuple[tuple[str, float], ...] = (("guess", 0.25), ("steps", 0.5), ("check", 0.25))
+    styles: tuple[tuple[str, float], ...] = (("guess", 0.55), ("steps", 0.3), ("check", 0.15))
     kinds: tuple[tuple[str, float], ...] = (("add2", 0.8), ("add3", 0.2), ("add3d", 0.0))
     guess_correct: float = 0.3
-    step_error: float = 0.06
+    step_error: float = 0.12
     answer_error: float = 0.1
     check_step_error: float = 0.02
     # surface forms, each drawn afresh at every use (docs/study.md, "The testbed task"). Separators and carry
     # notation are correctness-neutral; the "=" form scales the column's error probability and the conclusion
     # word the final near miss's (form, multiplier): wording that goes with reliability, which RL can learn
-    separators: tuple[str, ...] = (", ", "; ", " then ")
-    carries: tuple[str, ...] = (" c{}", " carry {}")
+    separators: tuple[str, ...] = (", ", "; ")
+    carries: tuple[str, ...] = (" c{}",)
     equals: tuple[tuple[str, float], ...] = (("=", 2.5), (" = ", 1 / 3))
     conclusions: tuple[tuple[str, float], ...] = (("so ", 0.2), ("thus ", 0.2), ("hence ", 2.5), ("answer ", 2.5),
                                                   ("", 2.5))  # fmt: skip

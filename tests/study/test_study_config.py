@@ -47,7 +47,9 @@ def test_algorithm_settings_come_from_the_paper_presets():
     c = study.get_config("variant=revisiting/clip_higher")
     assert c.algo.to_dict() == entropy_study.get_config("clip_higher").algo.to_dict()
     assert c.data.synthetic_task == "testbed" and c.rollout.max_new_tokens >= 128
+    assert c.train.ppo_epochs == 2 * entropy_study.get_config("clip_higher").train.ppo_epochs  # TESTBED_PASSES
     c = study.get_config("variant=decomposing/ppl_inverse")
+    assert c.train.ppo_epochs == ppl_shaping.get_config("inverse").train.ppo_epochs
     assert c.algo.to_dict() == ppl_shaping.get_config("inverse").algo.to_dict()
     paper = position_shaping.get_config(None)
     c = study.get_config("variant=decomposing/position_late,steps=50")
