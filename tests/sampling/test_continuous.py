@@ -206,22 +206,3 @@ def test_paged_attention_matches_dense():
     want = pa.reference_paged_attention(q, k_pool, v_pool, table, length)
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert [paged.pair_bucket(x) for x in (1, 9, 17, 100, 1000)] == [8, 10, 20, 112, 1024]
-
-
-def test_paged_attention_gpu_kernel_interpret():
-    """The Pallas GPU (Triton) paged-attention kernel of the installed JAX, in interpret mode on the CPU,
-    gives the XLA path's output on the sampler's pool layout (shared prompt pages, a finished row)."""
-    from jaxrlvr.models import paged_attention as pa
-    from jaxrlvr.models import paged_attention_kernels as pk
-
-    if not pk.available("pallas_gpu"):
-        pytest.skip("this JAX has no Pallas GPU paged-attention kernel")
-    rng = np.random.default_rng(1)
-    s, kv, g, hd, page = 3, 2, 2, 16, 8
-    q = jnp.asarray(rng.standard_normal((s, kv, g, hd)), jnp.float32)
-    k_pool, v_pool = (jnp.asarray(rng.standard_normal((kv, 12, page, hd)), jnp.float32) for _ in range(2))
-    table = jnp.asarray([[0, 1, 5, 6], [0, 1, 8, 9], [2, 10, 11, 4]], jnp.int32)
-    length = jnp.asarray([27, 9, 0], jnp.int32)
-    want = pa.reference_paged_attention(q, k_pool, v_pool, table, length)
-    got = pk.gpu_paged_attention(q, k_pool, v_pool, table, length, interpret=True, pages_per_compute_block=2)
-    np.testing.assert_allclose(got, want, atol=1e-5)

@@ -60,7 +60,8 @@ def test_paged_decode_through_a_kernel_equals_xla(xla_run, kernel):
 
 def test_gpu_blocks_and_kernel_at_a_ragged_table():
     """Power-of-two compute blocks, the table padded to whole blocks per split (hand values), and the kernel
-    at a width it does not divide (7 columns: padded to 8) against the dense formula."""
+    at a width it does not divide (7 columns: padded to 8) against the dense formula, on the sampler's pool
+    layout (prompt pages 3, 1 shared by two rows; a finished row of length 0)."""
     assert pk.gpu_blocks(520, 16) == (8, 16, 640)  # 8192-token responses: 65 blocks of 8 pages, 16 splits
     assert pk.gpu_blocks(7, 4) == (4, 2, 8) and pk.gpu_blocks(3, 64) == (2, 2, 4) and pk.gpu_blocks(1, 256) == (1, 1, 1)
     if not pk.available("pallas_gpu"):
