@@ -37,7 +37,7 @@ TASK = "testbed"
 class TestbedConfig:
     """The teacher's and the problems' parameters (docs/study.md, "The testbed task", says why each value)."""
 
-    styles: tuple[tuple[str, float], ...] = (("guess", 0.55), ("steps", 0.3), ("check", 0.15))
+    styles: tuple[tuple[str, float], ...] = (("guess", 0.45), ("steps", 0.35), ("check", 0.2))
     kinds: tuple[tuple[str, float], ...] = (("add2", 0.8), ("add3", 0.2), ("add3d", 0.0))
     guess_correct: float = 0.3
     step_error: float = 0.12
