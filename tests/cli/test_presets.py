@@ -3,7 +3,9 @@ FILE:smoke,...``; 1 RL step), in one subprocess so that compilations are shared 
 
 A preset whose run would be another's code is not run twice (see ``RUN_AS``): presets that differ from a run
 one only in numbers the same code takes (``NUMERIC``: the clip range, the constant Pos-Adv weight) or that
-are a subset of a run combination. Each preset keeps its own test, which checks the run that covers it."""
+run inside a combination of entropy_study settings that do not clash (``COMBINATIONS``: each sets every field
+its presets set, to the same value, and each preset's own config passes the trainer's checks). Each preset
+keeps its own test, which checks the run that covers it."""
 
 import json
 import pathlib
@@ -29,6 +31,17 @@ SPECS = (
     + [f"{STUDY},pos_adv=entropy,offpolicy=2", f"{STUDY},clip_higher,offpolicy=4"]
     + ["configs/llama_revisiting.py:smoke"]  # the tiny Llama architecture (llama3 rope scaling, no biases)
 )
+# Runs of entropy_study settings together, one of each behaviour (configs/entropy_study.py ``BEHAVIOURS``),
+# each with several mini-batches (off-policy updates, where the clip and the ratio act): one RL step's
+# compilations cost the same for one setting or four (ours: 3 runs instead of 10).
+# clip_higher (the clip range's code, the other clip presets' run) and offpolicy=1 (on-policy updates only)
+# run alone.
+COMBINATIONS = [
+    f"{STUDY},clip_cov,non_negative,pos_adv=stage,entropy_adv",
+    f"{STUDY},kl_cov,entropy_adaptive,rand_pos_clip,pos_adv=epoch",
+    f"{STUDY},clip_free,non_positive,entropy_reg",
+]
+SPECS += [c for c in COMBINATIONS if c not in SPECS]
 # Config fields that reach the RL step as numbers in the same code (the clip range; the constant Pos-Adv
 # weight, the step state's lambda): presets that differ only in these share one run.
 NUMERIC = ("algo.clip_low", "algo.clip_high", "algo.pos_adv_lambda")
@@ -38,7 +51,8 @@ IN_COMBINATION = {
     f"{STUDY},pos_adv=entropy": f"{STUDY},pos_adv=entropy,offpolicy=2",
     f"{STUDY},offpolicy=2": f"{STUDY},pos_adv=entropy,offpolicy=2",
     f"{STUDY},adaptive_entropy": "validated_run",
-}
+} | {f"{STUDY},{p}": combo for combo in COMBINATIONS for p in combo.removeprefix(STUDY + ",").split(",")}
+IN_COMBINATION[f"{STUDY},pos_adv=0.5"] = COMBINATIONS[2]  # non_positive's code (a constant Pos-Adv weight)
 
 
 def _flat(d, prefix=""):
@@ -86,6 +100,24 @@ def test_presets_not_run_are_covered_by_a_run_of_the_same_code():
         a, b = (_flat(cli.load_config_file(str(ROOT / x)).to_dict()) for x in (spec, ran))
         assert {k for k in a if a[k] != b[k]} <= set(NUMERIC), (spec, ran)
     assert len(RUN) < len(SPECS)  # e.g. clip_lower / clip_tighter / clip_standard run as clip_higher
+
+
+def test_presets_run_in_a_combination_are_checked_and_set_as_in_it():
+    """Each preset run only inside a combination: its own config passes the trainer's checks (no compile),
+    and the combination sets every field that the preset changes from entropy_study's smoke, as it does
+    (the ``NUMERIC`` ones to a value of its own)."""
+    from jaxrlvr.train.config import validate
+
+    base = _flat(cli.load_config_file(str(ROOT / STUDY)).to_dict())
+    for spec, ran in IN_COMBINATION.items():
+        c = cli.load_config_file(str(ROOT / spec))
+        validate(c)
+        if ran == "validated_run":
+            continue
+        own, combo = _flat(c.to_dict()), _flat(cli.load_config_file(str(ROOT / ran)).to_dict())
+        assert RUN_AS[ran] == ran, (spec, ran)  # the combination itself runs
+        changed = [k for k in own if own[k] != base[k]]
+        assert changed and all(combo[k] == own[k] or (k in NUMERIC and combo[k] != base[k]) for k in changed), spec
 
 
 @pytest.mark.slow
