@@ -14,6 +14,8 @@ import pytest
 
 from configs import entropy_study
 from jaxrlvr import cli_support as cli
+from tests.cli.docs_commands import commands, option
+from tests.cli.test_readme import _needs_external_files
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # every setting of configs/entropy_study.py (a new one is tested without editing this file); values for those
@@ -45,12 +47,16 @@ SPECS += [c for c in COMBINATIONS if c not in SPECS]
 # Config fields that reach the RL step as numbers in the same code (the clip range; the constant Pos-Adv
 # weight, the step state's lambda): presets that differ only in these share one run.
 NUMERIC = ("algo.clip_low", "algo.clip_high", "algo.pos_adv_lambda")
-# Presets run inside a combination that adds a setting of another behaviour (hand-listed), or elsewhere in
-# this module: adaptive_entropy is ``validated_run``'s preset (from the command line, 2 steps, validation on).
+# Presets run inside a combination that adds a setting of another behaviour (hand-listed), or elsewhere:
+# adaptive_entropy is ``validated_run``'s preset (from the command line, 2 steps, validation on); demo's smoke
+# preset is README.md's command ``python scripts/train.py --config configs/demo.py:smoke --workdir ...``, which
+# tests/cli/test_readme.py runs as printed (scripts/train.py, 2 steps, SFT and held-out accuracy included).
+ELSEWHERE = ("validated_run", "README")
 IN_COMBINATION = {
     f"{STUDY},pos_adv=entropy": f"{STUDY},pos_adv=entropy,offpolicy=2",
     f"{STUDY},offpolicy=2": f"{STUDY},pos_adv=entropy,offpolicy=2",
     f"{STUDY},adaptive_entropy": "validated_run",
+    "configs/demo.py:smoke": "README",
 } | {f"{STUDY},{p}": combo for combo in COMBINATIONS for p in combo.removeprefix(STUDY + ",").split(",")}
 IN_COMBINATION[f"{STUDY},pos_adv=0.5"] = COMBINATIONS[2]  # non_positive's code (a constant Pos-Adv weight)
 
@@ -112,7 +118,7 @@ def test_presets_run_in_a_combination_are_checked_and_set_as_in_it():
     for spec, ran in IN_COMBINATION.items():
         c = cli.load_config_file(str(ROOT / spec))
         validate(c)
-        if ran == "validated_run":
+        if ran in ELSEWHERE:
             continue
         own, combo = _flat(c.to_dict()), _flat(cli.load_config_file(str(ROOT / ran)).to_dict())
         assert RUN_AS[ran] == ran, (spec, ran)  # the combination itself runs
@@ -122,12 +128,16 @@ def test_presets_run_in_a_combination_are_checked_and_set_as_in_it():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", SPECS)
-def test_smoke_preset_runs_from_the_command_line(results, request, spec):
+def test_smoke_preset_runs_from_the_command_line(request, spec):
     ran = RUN_AS[spec]
     if ran == "validated_run":
         assert request.getfixturevalue("validated_run")[1].returncode == 0
+    elif ran == "README":  # run as printed by tests/cli/test_readme.py (its train.py commands without files)
+        argv = next(a for a in commands("README.md") if a[0] == "scripts/train.py" and option(a, "config") == spec)
+        assert argv[1:] == ["--config", spec, "--workdir", option(argv, "workdir")], argv  # as the preset is
+        assert not _needs_external_files(argv, {})  # so test_readme runs it
     else:
-        assert results[ran] == "ok", (spec, ran)
+        assert request.getfixturevalue("results")[ran] == "ok", (spec, ran)
 
 
 # ------------------------------------------------------------------------ clashes and Revisiting's protocol
