@@ -224,27 +224,32 @@ CHARACTERISTICS = {
 
 def characteristics(rows: Sequence[Mapping], study: str = "revisiting", variant: str = "baseline") -> list[dict]:
     """Each characteristic of :data:`CHARACTERISTICS` on ``study``/``variant``'s rows: ``column``, the
-    per-seed ``values``, ``mean`` and ``met`` (every seed meets it; None without rows)."""
+    per-seed ``values``, their ``mean`` (a seed without a plateau makes the plateau's mean NaN), ``met_mean``
+    (the mean meets it) and ``met`` (every seed meets it); None without rows."""
     mine = sorted((r for r in rows if r["study"] == study and r["variant"] == variant), key=lambda r: r["seed"])
     out = []
     for name, (col, test) in CHARACTERISTICS.items():
         vals = [float(r[col]) for r in mine]
         finite = [v for v in vals if math.isfinite(v)]
+        mean = float(np.mean(vals)) if finite else math.nan
         out.append({
-            "characteristic": name, "column": col, "values": vals,
-            "mean": float(np.mean(finite)) if finite else math.nan,
+            "characteristic": name, "column": col, "values": vals, "mean": mean,
+            "met_mean": bool(test(mean)) if vals else None,
             "met": all(test(v) for v in vals) if vals else None,
         })  # fmt: skip
     return out
 
 
 def characteristics_table(found: Sequence[Mapping], label: str) -> str:
-    lines = [f"Testbed characteristics (issue 27) on {label}, per seed:", "",
-             "| characteristic | runs.csv column | per seed | met by every seed |", "|---|---|---|---|"]  # fmt: skip
+    lines = [f"Testbed characteristics (issue 27) on {label}: per seed, their mean, and whether the mean and every"
+             " seed meet it:", "",
+             "| characteristic | runs.csv column | per seed | mean | met by the mean | met by every seed |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    yes = lambda m: "-" if m is None else ("yes" if m else "**no**")  # noqa: E731
     for c in found:
-        met = "-" if c["met"] is None else ("yes" if c["met"] else "**no**")
-        lines.append(f"| {c['characteristic']} | `{c['column']}` | {', '.join(_fmt(v) for v in c['values']) or '-'} "
-                     f"| {met} |")  # fmt: skip
+        per_seed, mean = ", ".join(_fmt(v) for v in c["values"]) or "-", _fmt(c["mean"]) if c["values"] else "-"
+        lines.append(f"| {c['characteristic']} | `{c['column']}` | {per_seed} | {mean} | {yes(c['met_mean'])} "
+                     f"| {yes(c['met'])} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

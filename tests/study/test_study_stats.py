@@ -78,5 +78,9 @@ def test_testbed_characteristics_from_rows():
     got = {c["column"]: c for c in characteristics(rows)}
     assert got["entropy_initial"]["met"] and got["clipfrac"]["met"] and got["length_change"]["met"]
     assert got["accuracy_before"]["met"] is False and got["accuracy_before"]["values"] == [0.3, 0.1]
-    assert got["plateau_step"]["met"] is False  # one seed without a plateau
-    assert all(c["met"] is None for c in characteristics([]))
+    assert got["plateau_step"]["met"] is False and got["plateau_step"]["met_mean"] is False  # a seed without one
+    assert got["accuracy_before"]["mean"] == 0.2 and got["accuracy_before"]["met_mean"]  # the mean meets it
+    rows[1]["clipfrac"] = 0.0095  # one seed narrowly below, the mean above
+    got = {c["column"]: c for c in characteristics(rows)}
+    assert got["clipfrac"]["met_mean"] and got["clipfrac"]["met"] is False
+    assert all(c["met"] is None and c["met_mean"] is None for c in characteristics([]))
