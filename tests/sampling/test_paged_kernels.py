@@ -58,6 +58,34 @@ def test_paged_decode_through_a_kernel_equals_xla(xla_run, kernel):
     assert want.lengths.min() < N <= want.lengths.max()  # rows of different lengths, some truncated
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_xla_forms_and_chunks_agree(dtype):
+    """The XLA path's two forms (batched dots; the CPU's elementwise sums) against the dense formula, on a
+    shared prompt page, a finished row and a padding pair; the end-marker row index equals a search."""
+    rng = np.random.default_rng(3)
+    s, kv, g, hd, page = 4, 2, 2, 8, 4
+    dt = jnp.dtype(dtype)
+    q = jnp.asarray(rng.standard_normal((s, kv, g, hd)), dt)
+    k_pool, v_pool = (jnp.asarray(rng.standard_normal((kv, 14, page, hd)), dt) for _ in range(2))
+    table = jnp.asarray([[0, 1, 5, 6], [0, 1, 8, 9], [2, 10, 11, 4], [3, 12, 13, 7]], jnp.int32)
+    length = jnp.asarray([15, 6, 0, 13], jnp.int32)
+    count = (length + page - 1) // page
+    slot, col, valid = pa.ragged_pairs(count, 11)  # 10 live pairs, 1 padding
+    cum = np.cumsum(np.asarray(count))
+    np.testing.assert_array_equal(slot[:10], np.searchsorted(cum, np.arange(10), side="right"))
+    keep = pa.pair_keep(col, valid, slot, length, page)
+    args = (q, k_pool, v_pool, table[slot, col], slot, keep)
+    want = pa.reference_paged_attention(q, k_pool, v_pool, table, length)
+    dot = pa.paged_attention(*args, form="dot")
+    tol = 1e-5 if dtype == "float32" else 2e-2
+    np.testing.assert_allclose(np.asarray(dot, np.float32), np.asarray(want, np.float32), atol=tol)
+    got = pa.paged_attention(*args, form="elementwise")
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(dot, np.float32), atol=tol / 10)
+    assert not np.asarray(dot)[2].any()  # the finished row: zeros
+    with pytest.raises(ValueError, match="form must be"):
+        pa.paged_attention(*args, form="fused")
+
+
 def test_gpu_blocks_and_kernel_at_a_ragged_table():
     """Power-of-two compute blocks, the table padded to whole blocks per split (hand values), and the kernel
     at a width it does not divide (7 columns: padded to 8) against the dense formula, on the sampler's pool
