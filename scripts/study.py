@@ -257,6 +257,8 @@ def main(argv=None) -> int:
             log(f"registered: {json.dumps(manifest)}")
         log(f"{len(where)} runs to do ({sum(1 for j in jobs if j[0].startswith('_sft'))} SFT warm starts first)")
 
+        finished = []
+
         def on_done(name):
             if name in where:
                 n, v, s, wd = where[name]
@@ -269,8 +271,9 @@ def main(argv=None) -> int:
                     log(f"warning: report not rebuilt after {name}: {e!r}")
                 if args.commit:
                     try:
-                        done = len([1 for k in where if has_result(results, *where[k][:3])])
-                        commit_results(ROOT, [results, ROOT / "README.md"], f"study: {name} ({done}/{len(where)})")
+                        finished.append(name)  # ``where`` holds only this invocation's runs to do
+                        msg = f"study: {name} ({len(finished)}/{len(where)})"
+                        commit_results(ROOT, [results, ROOT / "README.md"], msg)
                     except RuntimeError as e:  # the results are on disk; the next commit takes them along
                         log(f"warning: results of {name} not committed: {e}")
 

@@ -9,6 +9,14 @@ import pathlib
 
 # CI has no accelerator; must happen before jax is imported.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# XLA's CPU backend optimisations off for the tests (ours, measured): the suite is tiny configs whose time goes
+# to compiling, and level 0 halves the compile time (tests/sampling/test_sampler.py 199 -> 127 s, a smoke
+# preset's RL step 36 -> 17 s of compiles; loaded 2-core machine); the code XLA emits is slower, which these
+# tiny programs do not notice. Inherited by the command-line subprocesses (tests/cli/conftest.py ``cli_env``);
+# scripts/gpu_check.py's dry run does the same.
+# Set XLA_FLAGS=--xla_backend_optimization_level=2 to test at the default level.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -56,6 +56,7 @@ from jaxrlvr.sampling.paged_sizing import (  # noqa: F401  (re-exported: the siz
     free_device_bytes,
     min_pool_pages,
     page_bytes,
+    pages_for_every_row,
 )
 from jaxrlvr.sampling.sampler import JIT_SPECS, SampleOutput, Sampler, _platform
 
@@ -367,9 +368,8 @@ def run(
     least = min_pool_pages(t, n, page)
     shard_rows = [[r - i * b_l for r in order if r // b_l == i] for i in range(d)]  # each shard's, local
     if pool_pages is None:  # the memory share, but never more than every row of a shard at the cap needs
-        cap_pages = -(-(page + n - 1) // page)
         every = max(
-            int(sum(-(-int(x) // page) for x in lengths[i * p_l : (i + 1) * p_l] if x > 0)) + len(rows) * cap_pages
+            pages_for_every_row(lengths[i * p_l : (i + 1) * p_l], len(rows), n, page)
             for i, rows in enumerate(shard_rows)
         )
         share = default_pool_pages(sampler.config, page) if mesh_fns is None else mesh_fns.pool_share(page)

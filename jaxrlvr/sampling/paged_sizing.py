@@ -68,12 +68,12 @@ def default_pool_pages(config: ModelConfig, page: int, device=None, fraction: fl
     return pool_pages_from_free(config, page, free_device_bytes(device), fraction)
 
 
-def pages_for_every_row(prompt_lengths, g: int, max_new_tokens: int, page: int) -> int:
-    """Pages that every row of the prompts ``prompt_lengths`` (``G`` rows each) at the cap needs at once:
-    each prompt's pages plus each row's own (the copy of the partly filled prompt page and the generated
-    tokens). The pool is never sized above this (``paged.run``)."""
+def pages_for_every_row(prompt_lengths, rows: int, max_new_tokens: int, page: int) -> int:
+    """Pages that ``rows`` rows of the prompts ``prompt_lengths`` (0: a padding prompt) at the cap need at
+    once: each prompt's pages plus each row's own (the copy of the partly filled prompt page and the
+    generated tokens). The pool is never sized above this (``paged.run``, per shard)."""
     own = -(-(page + max_new_tokens - 1) // page)
-    return sum(-(-int(x) // page) + g * own for x in prompt_lengths if x > 0)
+    return sum(-(-int(x) // page) for x in prompt_lengths if x > 0) + rows * own
 
 
 def default_min_slots(platform: str) -> int:

@@ -205,7 +205,7 @@ def colocated_memory(
     free = budget - train_state - weights
     from_free = paged_sizing.pool_pages_from_free(model_cfg, page, free)
     least = paged_sizing.min_pool_pages(prompt_len, max_new_tokens, page)
-    every = paged_sizing.pages_for_every_row([prompt_len] * prompts, group_size, max_new_tokens, page)
+    every = paged_sizing.pages_for_every_row([prompt_len] * prompts, prompts * group_size, max_new_tokens, page)
     pool_pages = max(least, min(from_free, every))
     slots = paged_sizing.default_num_slots(rows, pool_pages, page, prompt_len, max_new_tokens, group_size)
     opened = 1 << (-(-slots // group_size) - 1).bit_length()  # the first round's prompts, to a power of 2

@@ -3,7 +3,9 @@ FILE:smoke,...``; 1 RL step), in one subprocess so that compilations are shared 
 
 A preset whose run would be another's code is not run twice (see ``RUN_AS``): presets that differ from a run
 one only in numbers the same code takes (``NUMERIC``: the clip range, the constant Pos-Adv weight) or that
-are a subset of a run combination. Each preset keeps its own test, which checks the run that covers it."""
+run inside a combination of entropy_study settings that do not clash (``COMBINATIONS``: each sets every field
+its presets set, to the same value, and each preset's own config passes the trainer's checks). Each preset
+keeps its own test, which checks the run that covers it."""
 
 import json
 import pathlib
@@ -12,6 +14,8 @@ import pytest
 
 from configs import entropy_study
 from jaxrlvr import cli_support as cli
+from tests.cli.docs_commands import commands, option
+from tests.cli.test_readme import _needs_external_files
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # every setting of configs/entropy_study.py (a new one is tested without editing this file); values for those
@@ -29,16 +33,32 @@ SPECS = (
     + [f"{STUDY},pos_adv=entropy,offpolicy=2", f"{STUDY},clip_higher,offpolicy=4"]
     + ["configs/llama_revisiting.py:smoke"]  # the tiny Llama architecture (llama3 rope scaling, no biases)
 )
+# Runs of entropy_study settings together, one of each behaviour (configs/entropy_study.py ``BEHAVIOURS``),
+# each with several mini-batches (off-policy updates, where the clip and the ratio act): one RL step's
+# compilations cost the same for one setting or four (ours: 3 runs instead of 10).
+# clip_higher (the clip range's code, the other clip presets' run) and offpolicy=1 (on-policy updates only)
+# run alone.
+COMBINATIONS = [
+    f"{STUDY},clip_cov,non_negative,pos_adv=stage,entropy_adv",
+    f"{STUDY},kl_cov,entropy_adaptive,rand_pos_clip,pos_adv=epoch",
+    f"{STUDY},clip_free,non_positive,entropy_reg",
+]
+SPECS += [c for c in COMBINATIONS if c not in SPECS]
 # Config fields that reach the RL step as numbers in the same code (the clip range; the constant Pos-Adv
 # weight, the step state's lambda): presets that differ only in these share one run.
 NUMERIC = ("algo.clip_low", "algo.clip_high", "algo.pos_adv_lambda")
-# Presets run inside a combination that adds a setting of another behaviour (hand-listed), or elsewhere in
-# this module: adaptive_entropy is ``validated_run``'s preset (from the command line, 2 steps, validation on).
+# Presets run inside a combination that adds a setting of another behaviour (hand-listed), or elsewhere:
+# adaptive_entropy is ``validated_run``'s preset (from the command line, 2 steps, validation on); demo's smoke
+# preset is README.md's command ``python scripts/train.py --config configs/demo.py:smoke --workdir ...``, which
+# tests/cli/test_readme.py runs as printed (scripts/train.py, 2 steps, SFT and held-out accuracy included).
+ELSEWHERE = ("validated_run", "README")
 IN_COMBINATION = {
     f"{STUDY},pos_adv=entropy": f"{STUDY},pos_adv=entropy,offpolicy=2",
     f"{STUDY},offpolicy=2": f"{STUDY},pos_adv=entropy,offpolicy=2",
     f"{STUDY},adaptive_entropy": "validated_run",
-}
+    "configs/demo.py:smoke": "README",
+} | {f"{STUDY},{p}": combo for combo in COMBINATIONS for p in combo.removeprefix(STUDY + ",").split(",")}
+IN_COMBINATION[f"{STUDY},pos_adv=0.5"] = COMBINATIONS[2]  # non_positive's code (a constant Pos-Adv weight)
 
 
 def _flat(d, prefix=""):
@@ -88,14 +108,36 @@ def test_presets_not_run_are_covered_by_a_run_of_the_same_code():
     assert len(RUN) < len(SPECS)  # e.g. clip_lower / clip_tighter / clip_standard run as clip_higher
 
 
+def test_presets_run_in_a_combination_are_checked_and_set_as_in_it():
+    """Each preset run only inside a combination: its own config passes the trainer's checks (no compile),
+    and the combination sets every field that the preset changes from entropy_study's smoke, as it does
+    (the ``NUMERIC`` ones to a value of its own)."""
+    from jaxrlvr.train.config import validate
+
+    base = _flat(cli.load_config_file(str(ROOT / STUDY)).to_dict())
+    for spec, ran in IN_COMBINATION.items():
+        c = cli.load_config_file(str(ROOT / spec))
+        validate(c)
+        if ran in ELSEWHERE:
+            continue
+        own, combo = _flat(c.to_dict()), _flat(cli.load_config_file(str(ROOT / ran)).to_dict())
+        assert RUN_AS[ran] == ran, (spec, ran)  # the combination itself runs
+        changed = [k for k in own if own[k] != base[k]]
+        assert changed and all(combo[k] == own[k] or (k in NUMERIC and combo[k] != base[k]) for k in changed), spec
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", SPECS)
-def test_smoke_preset_runs_from_the_command_line(results, request, spec):
+def test_smoke_preset_runs_from_the_command_line(request, spec):
     ran = RUN_AS[spec]
     if ran == "validated_run":
         assert request.getfixturevalue("validated_run")[1].returncode == 0
+    elif ran == "README":  # run as printed by tests/cli/test_readme.py (its train.py commands without files)
+        argv = next(a for a in commands("README.md") if a[0] == "scripts/train.py" and option(a, "config") == spec)
+        assert argv[1:] == ["--config", spec, "--workdir", option(argv, "workdir")], argv  # as the preset is
+        assert not _needs_external_files(argv, {})  # so test_readme runs it
     else:
-        assert results[ran] == "ok", (spec, ran)
+        assert request.getfixturevalue("results")[ran] == "ok", (spec, ran)
 
 
 # ------------------------------------------------------------------------ clashes and Revisiting's protocol

@@ -1,6 +1,7 @@
 """README.md's commands run as printed: those that need no external files (no /models, /data, /ckpt paths,
 no run that such a command would have made) run in smoke size, each workdir redirected to a temporary
-folder; the documented small run on a real checkpoint is tests/cli/test_train_cli.py's ``hf_run``."""
+folder; the documented small run on a real checkpoint is tests/cli/test_train_cli.py's ``hf_run``. Its run of
+``configs/demo.py:smoke`` is also the one tests/cli/test_presets.py counts for that preset."""
 
 import json
 import pathlib

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from mesh_env import host_device_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 COMMON = (
@@ -22,7 +23,7 @@ COMMON = (
 
 
 def train(workdir, *extra):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS=host_device_flags(8), JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = str(ROOT)
     args = [sys.executable, "scripts/train.py", *COMMON, "--workdir", str(workdir), *extra]
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from mesh_env import host_device_flags
 
 HERE = pathlib.Path(__file__).resolve().parent
 MESHES = ["(8, 1, 1)", "(1, 8, 1)", "(1, 4, 2)", "(2, 2, 2)", "(1, 2, 4)"]  # sampled on
@@ -28,7 +29,7 @@ SECTION_GROUPS = (("step", "kernels", "sample"), ("port",))
 @pytest.fixture(scope="session")
 def checks(run_once):
     def produce(folder):
-        env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+        env = dict(os.environ, XLA_FLAGS=host_device_flags(8), JAX_PLATFORMS="cpu")
         procs = []
         for i, sections in enumerate(SECTION_GROUPS):
             cmd = [sys.executable, str(HERE / "mesh_checks.py"), str(folder / f"part{i}.json"), *sections]

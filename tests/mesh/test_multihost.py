@@ -20,6 +20,7 @@ import sys
 
 import numpy as np
 import pytest
+from mesh_env import host_device_flags
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -57,14 +58,14 @@ def _run(tmp):
                 "--config.mesh.distributed.process_id=0",
             ],
             {
-                "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+                "XLA_FLAGS": host_device_flags(4),
                 "JAX_COORDINATOR_BIND_ADDRESS": f"127.0.0.1:{port}",
             },
         ),
         "p1": (
             multi,
             {
-                "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+                "XLA_FLAGS": host_device_flags(4),
                 "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
                 "JAX_NUM_PROCESSES": "2",
                 "JAX_PROCESS_ID": "1",

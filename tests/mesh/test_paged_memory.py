@@ -47,7 +47,7 @@ def test_pool_sizing_shared_by_sampler_and_plan():
     assert paged_sizing.pool_pages_from_free(CFG, 16, 10 * pb + 1) == 5  # POOL_FRACTION = 0.5 of the free bytes
     assert paged_sizing.pool_pages_from_free(CFG, 16, -pb) == 0
     # two prompts of 20 and 0 (padding) tokens, G = 3, 10 new tokens, pages of 8: 3 prompt pages + 3 rows x 3
-    assert paged_sizing.pages_for_every_row([20, 0], 3, 10, 8) == 3 + 3 * 3
+    assert paged_sizing.pages_for_every_row([20, 0], 3, 10, 8) == 3 + 3 * 3  # 3 rows of one prompt
 
 
 def test_card_budgets_and_memory_fraction():
