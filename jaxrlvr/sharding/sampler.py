@@ -4,7 +4,9 @@ those shardings; :func:`generate` has :func:`jaxrlvr.sampling.generate`'s argume
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import warnings
 from typing import TYPE_CHECKING
 
 import jax
@@ -230,6 +232,16 @@ def paged_fns(pl: Placement, sampler):
     mesh = pl.mesh
     nt = mesh.shape["tensor"]
     heads = kv_head_split(mesh, sampler.config) > 1
+    if nt > 1 and sampler.decode_kernel != "xla":  # a kernel is opaque to the partitioner: whole heads only
+        if sampler.decode_kernel != "auto":
+            raise ValueError(
+                f"decode_kernel={sampler.decode_kernel!r}: the paged-attention kernels run per data x fsdp shard "
+                f"with whole K/V heads, not on a mesh with tensor = {nt}; use auto or xla"
+            )
+        if mesh.devices.flat[0].platform != "cpu":
+            msg = f"decode_kernel=auto: the paged decode on a mesh with tensor = {nt} uses the XLA path"
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        sampler = dataclasses.replace(sampler, decode_kernel="xla")
     opts = None
     if not getattr(sampler_mod, "_OPTIONS_REJECTED", False):
         opts = sampler_mod.compiler_options(sampler.config, mesh.devices.flat[0].platform)

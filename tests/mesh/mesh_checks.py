@@ -185,7 +185,7 @@ def check_sample(out):
             "logp": float(np.max(np.abs(np.asarray(got.logprobs) - ref_logp))),
             "wqkv_spec": str(ip.layers[0].wqkv.sharding.spec),
             "paged": any(isinstance(k, tuple) and k[0] == "paged" for k in pl._cache),  # per-shard page pools
-            "pool_shard_shape": _pool_shard_shape(pl, prompts, kw),
+            **_paged_probe(pl, prompts, kw),
             "seconds": time.time() - t0,
         }
         if shape in CONTINUOUS_MESHES:  # sampled rows through 8 sharded slots (refilled)
@@ -203,14 +203,22 @@ def check_sample(out):
     out["sample_paged_tight"] = _paged_tight(params, prompts, static)
 
 
-def _pool_shard_shape(pl, prompts, kw):
-    """One device's block of a layer's key pool as ``paged_fns`` creates it (4 slots, 8 pages per shard)."""
+def _paged_probe(pl, prompts, kw):
+    """One device's block of a layer's key pool as ``paged_fns`` creates it (4 slots, 8 pages per shard),
+    and the error of a paged-attention kernel asked for on this mesh (None: it runs per shard)."""
+    import dataclasses
+
     from jaxrlvr.sampling.sampler import setup_call
     from jaxrlvr.sharding.sampler import paged_fns
 
     sampler = setup_call(CFG, prompts, top_k=0, temperature=1.0, top_p=1.0, **kw)[0]
     pool = paged_fns(pl, sampler).call("pg_init", 4, 8, 2, len(prompts) * 2)[0]
-    return list(pool[0][0].addressable_shards[0].data.shape)
+    try:
+        paged_fns(pl, dataclasses.replace(sampler, decode_kernel="pallas_gpu_interpret"))
+        error = None
+    except ValueError as e:
+        error = str(e)
+    return {"pool_shard_shape": list(pool[0][0].addressable_shards[0].data.shape), "kernel_error": error}
 
 
 def _paged_tight(params, prompts, static):
