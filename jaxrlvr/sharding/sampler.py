@@ -193,19 +193,22 @@ def kv_head_split(mesh: Mesh, config: ModelConfig) -> int:
     return nt if nt > 1 and config.num_kv_heads % nt == 0 else 1
 
 
-def paged_pool_share(pl: Placement, config: ModelConfig, page: int) -> int:
+def paged_pool_share(pl: Placement, config: ModelConfig, page: int, free_bytes: int | None = None) -> int:
     """Pages of each shard's pool from its devices' free memory (``paged_sizing.POOL_FRACTION`` of it, at
     a device's share of a page: ``page_bytes / kv_head_split``, as the pool's K/V heads are split over
     ``tensor`` where they divide): the least over this process's devices of the mesh and, in a
-    multi-process run, over the processes (every process must take the same decisions). CPU devices
-    share the host's memory: split between them."""
+    multi-process run, over the processes (every process must take the same decisions). ``free_bytes``:
+    each device's free memory (default: measured, ``paged_sizing.free_device_bytes``; CPU devices share
+    the host's memory: split between them)."""
     from jaxrlvr.sampling import paged_sizing
 
     per_device = paged_sizing.page_bytes(config, page) // kv_head_split(pl.mesh, config)
     mine = [dv for dv in pl.mesh.devices.flat if dv.process_index == jax.process_index()]
-    free = min(paged_sizing.free_device_bytes(dv) for dv in mine)
-    if mine[0].platform == "cpu":
-        free //= len(mine)
+    free = free_bytes
+    if free is None:
+        free = min(paged_sizing.free_device_bytes(dv) for dv in mine)
+        if mine[0].platform == "cpu":
+            free //= len(mine)
     share = int(paged_sizing.POOL_FRACTION * free) // per_device
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils

@@ -209,16 +209,21 @@ def _paged_probe(pl, prompts, kw):
     import dataclasses
 
     from jaxrlvr.sampling.sampler import setup_call
-    from jaxrlvr.sharding.sampler import paged_fns
+    from jaxrlvr.sharding.sampler import paged_fns, paged_pool_share
 
     sampler = setup_call(CFG, prompts, top_k=0, temperature=1.0, top_p=1.0, **kw)[0]
+    share = paged_pool_share(pl, CFG, 16, free_bytes=1 << 30)  # pages of 16 in half of 1 GiB per device
     pool = paged_fns(pl, sampler).call("pg_init", 4, 8, 2, len(prompts) * 2)[0]
     try:
         paged_fns(pl, dataclasses.replace(sampler, decode_kernel="pallas_gpu_interpret"))
         error = None
     except ValueError as e:
         error = str(e)
-    return {"pool_shard_shape": list(pool[0][0].addressable_shards[0].data.shape), "kernel_error": error}
+    return {
+        "pool_shard_shape": list(pool[0][0].addressable_shards[0].data.shape),
+        "kernel_error": error,
+        "pool_share_1gib": share,
+    }
 
 
 def _paged_tight(params, prompts, static):

@@ -97,6 +97,9 @@ def test_greedy_sampling_is_identical(checks, mesh):
     assert r["paged"], mesh
     kv = {"(1, 4, 2)": 1, "(2, 2, 2)": 1}.get(mesh, 2)
     assert r["pool_shard_shape"] == [kv, 8, 2, 16], (mesh, r["pool_shard_shape"])
+    # the default pool counts a device's share of a page: half of 1 GiB free per device in pages of 16
+    # positions x 2 layers x K and V x kv heads x 16 dims x 4 bytes
+    assert r["pool_share_1gib"] == (1 << 29) // (16 * 2 * 2 * kv * 16 * 4), (mesh, r["pool_share_1gib"])
     # a paged-attention kernel (opaque to the partitioner) runs per shard with whole K/V heads: asked for on
     # a tensor axis, a clear error (auto takes the XLA path there)
     if mesh.endswith(" 1)"):
