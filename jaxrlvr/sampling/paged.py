@@ -26,9 +26,9 @@ fewest tokens (never the oldest row, so the pool always progresses): its pages g
 its first token later. A row's tokens depend only on (seed, row, position) (``prng.py``), never on its
 slot, its pages or a restart, so the rows equal the static loop's (tests).
 
-On a data-parallel mesh (``sharding.sampler.generate``, :class:`MeshFns`) each shard has its own pool and
-slots and runs these same functions under ``shard_map`` on its block of prompts; the host keeps one
-``DevicePool`` per shard.
+On a mesh (``sharding.sampler.generate``, :class:`MeshFns`) each ``data x fsdp`` shard (a tensor group
+when ``tensor`` > 1) has its own pool and slots and runs these same functions under ``shard_map`` on its
+block of prompts; the host keeps one ``DevicePool`` per shard.
 """
 
 from __future__ import annotations
@@ -198,13 +198,14 @@ def harvest(out: dict, slots: dict) -> dict:
 
 def round_(
     sampler: Sampler, ip, pool, slots, out, first, key, eos_E, table_SM, reset_S, slot_R, row_R, plen_R, src_R,
-    dst_R, exit_done, max_steps, row0=0, *, pairs: int,
+    dst_R, exit_done, max_steps, row0=0, *, pairs: int, sync_axes: tuple = (),
 ):  # fmt: skip
     """Harvest, empty the ``reset_S`` slots (preempted rows), insert rows ``row_R`` into slots ``slot_R``
     (``>= S``: ignored; the partly filled last prompt page ``src_R`` copied into the row's first own page
     ``dst_R``, ``>= num_pages``: none), then decode until ``max_steps`` steps, ``exit_done`` slots done, or
     all done (``exit_done``, ``row0``: scalars or ``[1]``, as a mesh shard gets them; ``row0`` as in
-    :func:`open_prompts`).
+    :func:`open_prompts`). ``sync_axes``: mesh axes (manual under ``shard_map``) whose shards step in
+    lockstep (:func:`_lockstep`).
     Donate pool, slots and out. Returns (pool, slots, out, info); ``info`` = (done [S], step [S], steps,
     live slot-steps, key positions needed), the last three ``[1]``."""
     n, b = sampler.max_new_tokens, out["length"].shape[0]
@@ -238,9 +239,31 @@ def round_(
         return jnp.any(~st["done"]) & (jnp.sum(st["done"]) < exit_done) & (stats[0] < max_steps)
 
     body = lambda c: _step(sampler, ip, key, eos_E, table_SM, row0, c, pairs=pairs)  # noqa: E731
+    if sync_axes:
+        cond, body = _lockstep(cond, body, sync_axes)
     zero = (jnp.int32(0), jnp.int32(0), jnp.float32(0))
     pool, slots, out, stats = jax.lax.while_loop(cond, body, (pool, slots, out, zero))
     return pool, slots, out, (slots["done"], slots["step"], *(x.reshape(1) for x in stats))
+
+
+def _lockstep(cond, body, axes):
+    """A round's (cond, body) for shards that must run the same number of steps: on a mesh with a
+    ``tensor`` axis the step holds the tensor-parallel collectives, which on some backends (XLA:CPU's
+    collective-permute) every device must join. The loop runs while any shard over ``axes`` goes on; a
+    shard whose own ``cond`` is false takes a parked step (all its slots counted done for the step: no
+    page written, no token kept, nothing counted), so its results are those of its own loop."""
+
+    def synced_cond(c):
+        return jax.lax.pmax(cond(c).astype(jnp.int32), axes) > 0
+
+    def synced_body(c):
+        go = cond(c)
+        pool, st, out, stats = c
+        pool, new, out, counted = body((pool, {**st, "done": st["done"] | ~go}, out, stats))
+        new = {**new, "done": jnp.where(go, new["done"], st["done"])}
+        return pool, new, out, (jnp.where(go, counted[0], stats[0]), *counted[1:])
+
+    return synced_cond, synced_body
 
 
 def compact(sampler: Sampler, slots: dict, out: dict, keep_K: Array):
@@ -259,7 +282,7 @@ JIT_SPECS.update(
     {
         "pg_init": (init, {"static_argnums": (0, 1, 2, 3, 4)}),
         "pg_open": (open_prompts, {"donate_argnums": (2, 3)}),
-        "pg_round": (round_, {"static_argnames": ("pairs",), "donate_argnums": (2, 3, 4)}),
+        "pg_round": (round_, {"static_argnames": ("pairs", "sync_axes"), "donate_argnums": (2, 3, 4)}),
         "pg_compact": (compact, {}),
         "pg_finish": (finish, {}),
     }
@@ -301,11 +324,12 @@ def pair_bucket(n: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class MeshFns:
-    """How :func:`run` drives ``devices`` data-parallel shards of a mesh, each with its own page pool and
-    slots (``sharding.sampler.paged_fns``). ``call(name, *args, **static)`` runs ``JIT_SPECS[name]`` per
-    shard (under ``shard_map``: each shard's slice of every per-slot / per-row / per-prompt argument, local
-    indices; the arrays the host reads back replicated); ``pool_share(page)``: the pages of the memory
-    share of the shard with the least free memory."""
+    """How :func:`run` drives ``devices`` data-parallel shards of a mesh (``data x fsdp``; a shard is a
+    tensor group when ``tensor`` > 1), each with its own page pool and slots (``sharding.sampler.paged_fns``).
+    ``call(name, *args, **static)`` runs ``JIT_SPECS[name]`` per shard (under ``shard_map``: each shard's
+    slice of every per-slot / per-row / per-prompt argument, local indices; the arrays the host reads back
+    replicated); ``pool_share(page)``: the pages of the memory share of the shard with the least free memory
+    (at a device's share of a page)."""
 
     devices: int
     call: Callable

@@ -4,7 +4,9 @@ those shardings; :func:`generate` has :func:`jaxrlvr.sampling.generate`'s argume
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import warnings
 from typing import TYPE_CHECKING
 
 import jax
@@ -162,10 +164,13 @@ def _continuous_fns(pl: Placement, sampler):
     return fns
 
 
-# shard_map specs of the paged sampler's functions (``sampling.paged``) on a data-parallel mesh: pools on
-# their pages axis, slot state, outputs, first tokens and every per-slot / per-prompt / per-shard host array
-# on their first axis over the batch axes; weights (tensor = 1: whole), key, EOS ids and scalars replicated
+# shard_map specs of the paged sampler's functions (``sampling.paged``), manual over the batch axes only:
+# pools on their pages axis, slot state, outputs, first tokens and every per-slot / per-prompt / per-shard
+# host array on their first axis over the batch axes; weights, key, EOS ids and scalars replicated over
+# them. ``tensor`` stays in auto mode inside: the weights keep their tensor split, the pools' K/V heads are
+# split over it where they divide (``_POOL_T``, the jit's shardings), and XLA adds the collectives
 _SHARDS, _POOL, _REP = P(BATCH_AXES), P(None, BATCH_AXES), P()
+_POOL_T = P("tensor", BATCH_AXES)
 _PAGED_SPECS = {  # name -> (in_specs without the static args, out_specs, donated argnums)
     "pg_init": ((), (_POOL, _SHARDS, _SHARDS, _SHARDS), ()),
     "pg_open": ((_REP, _POOL, _SHARDS, _REP, *[_SHARDS] * 5), (_POOL, _SHARDS), (1, 2)),
@@ -181,16 +186,30 @@ _PAGED_READ_BACK = {"pg_round": 3, "pg_finish": None}  # outputs the host reads:
 _STATIC_ARGS = {"pg_init": 4}  # leading static positional args (slots, pages, page, rows)
 
 
-def paged_pool_share(pl: Placement, config: ModelConfig, page: int) -> int:
-    """Pages of each shard's pool from its device's free memory (``paged.default_pool_pages``): the least
-    over this process's devices of the mesh and, in a multi-process run, over the processes (every
-    process must take the same decisions). CPU devices share the host's memory: split between them."""
-    from jaxrlvr.sampling import paged
+def kv_head_split(mesh: Mesh, config: ModelConfig) -> int:
+    """Devices a K/V head axis is split over (``tensor`` when it divides the K/V heads, else 1: replicated,
+    as :func:`cache_shardings`): a paged pool's page costs ``page_bytes / kv_head_split`` per device."""
+    nt = mesh.shape["tensor"]
+    return nt if nt > 1 and config.num_kv_heads % nt == 0 else 1
 
+
+def paged_pool_share(pl: Placement, config: ModelConfig, page: int, free_bytes: int | None = None) -> int:
+    """Pages of each shard's pool from its devices' free memory (``paged_sizing.POOL_FRACTION`` of it, at
+    a device's share of a page: ``page_bytes / kv_head_split``, as the pool's K/V heads are split over
+    ``tensor`` where they divide): the least over this process's devices of the mesh and, in a
+    multi-process run, over the processes (every process must take the same decisions). ``free_bytes``:
+    each device's free memory (default: measured, ``paged_sizing.free_device_bytes``; CPU devices share
+    the host's memory: split between them)."""
+    from jaxrlvr.sampling import paged_sizing
+
+    per_device = paged_sizing.page_bytes(config, page) // kv_head_split(pl.mesh, config)
     mine = [dv for dv in pl.mesh.devices.flat if dv.process_index == jax.process_index()]
-    share = min(paged.default_pool_pages(config, page, dv) for dv in mine)
-    if mine[0].platform == "cpu":
-        share //= len(mine)
+    free = free_bytes
+    if free is None:
+        free = min(paged_sizing.free_device_bytes(dv) for dv in mine)
+        if mine[0].platform == "cpu":
+            free //= len(mine)
+    share = int(paged_sizing.POOL_FRACTION * free) // per_device
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
@@ -199,17 +218,33 @@ def paged_pool_share(pl: Placement, config: ModelConfig, page: int) -> int:
 
 
 def paged_fns(pl: Placement, sampler):
-    """``paged.MeshFns`` of a data-parallel mesh (``tensor`` = 1): each of the ``data x fsdp`` shards runs
-    the paged sampler's jitted functions (``paged.JIT_SPECS``) on its own pool, slots and rows under
-    ``shard_map``, with no collective inside a round (each shard's decode loop stops on its own); host
-    arrays are placed with ``put`` (multi-process safe) and what the host reads back (a round's ``info``,
-    the outputs) comes back replicated. Jits cached per sampler."""
+    """``paged.MeshFns`` of a mesh: each of the ``data x fsdp`` shards runs the paged sampler's jitted
+    functions (``paged.JIT_SPECS``) on its own pool, slots and rows under ``shard_map``, manual over the
+    batch axes only. With ``tensor`` = 1 a shard is one device with whole weights and no collective inside
+    a round (each shard's decode loop stops on its own). With ``tensor`` > 1 a shard is a tensor group:
+    ``tensor`` stays in auto mode inside the ``shard_map``, so the weights stay split over it as
+    :func:`sampler_param_shardings` splits them, the pools' K/V heads are split over it where they divide
+    (else replicated, as :func:`cache_shardings`), XLA adds the tensor-parallel collectives, and the
+    shards' decode loops step in lockstep (``paged.round_``'s ``sync_axes``: XLA:CPU's collective-permute
+    needs every device; a shard done early takes parked steps). A tensor group shares one page table.
+    Host arrays are placed with ``put`` (multi-process safe) and what the host reads back (a round's
+    ``info``, the outputs) comes back replicated. Jits cached per sampler."""
     from jaxrlvr.sampling import paged
     from jaxrlvr.sampling import sampler as sampler_mod
 
     mesh = pl.mesh
-    if mesh.shape["tensor"] != 1:
-        raise MeshError(f"the paged sampler shards over data x fsdp only (mesh {dict(mesh.shape)}: tensor > 1)")
+    nt = mesh.shape["tensor"]
+    heads = kv_head_split(mesh, sampler.config) > 1
+    if nt > 1 and sampler.decode_kernel != "xla":  # a kernel is opaque to the partitioner: whole heads only
+        if sampler.decode_kernel != "auto":
+            raise ValueError(
+                f"decode_kernel={sampler.decode_kernel!r}: the paged-attention kernels run per data x fsdp shard "
+                f"with whole K/V heads, not on a mesh with tensor = {nt}; use auto or xla"
+            )
+        if mesh.devices.flat[0].platform != "cpu":
+            msg = f"decode_kernel=auto: the paged decode on a mesh with tensor = {nt} uses the XLA path"
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        sampler = dataclasses.replace(sampler, decode_kernel="xla")
     opts = None
     if not getattr(sampler_mod, "_OPTIONS_REJECTED", False):
         opts = sampler_mod.compiler_options(sampler.config, mesh.devices.flat[0].platform)
@@ -222,8 +257,11 @@ def paged_fns(pl: Placement, sampler):
             return hit
         in_specs, out_specs, donate = _PAGED_SPECS[name]
         fn = functools.partial(paged.JIT_SPECS[name][0], sampler, *static_args, **static_kw)
-        mapped = jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
-        outs = jax.tree.map(named, out_specs, is_leaf=lambda x: isinstance(x, P))
+        mapped = jax.shard_map(
+            fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, axis_names=set(BATCH_AXES), check_vma=False
+        )
+        pool_t = lambda sp: _POOL_T if sp is _POOL and heads else sp  # noqa: E731  (K/V heads over tensor)
+        outs = jax.tree.map(lambda sp: named(pool_t(sp)), out_specs, is_leaf=lambda x: isinstance(x, P))
         back = _PAGED_READ_BACK.get(name, -1)
         if back is None:
             outs = named(_REP)
@@ -234,6 +272,8 @@ def paged_fns(pl: Placement, sampler):
         return hit
 
     def call(name, *args, **static):
+        if name == "pg_round" and nt > 1:  # the step's tensor collectives: every shard steps in lockstep
+            static["sync_axes"] = BATCH_AXES
         n_static = _STATIC_ARGS.get(name, 0)
         static_args, args = tuple(args[:n_static]), args[n_static:]
         fn = jitted(name, static_args, static)
@@ -292,15 +332,14 @@ def generate(
     prompts, the loop state and the KV cache are sharded over rows (and the cache over K/V heads); the
     decode loop runs on the devices with the cache donated; the outputs come back replicated.
 
-    Paths (docs/sampler.md): on one device, and on a mesh whose ``tensor`` axis is 1, the rows decode
-    through the paged sampler (``sampling.paged``, as ``sampling.generate``): on a mesh one page pool per
-    ``data x fsdp`` shard (:func:`paged_fns`; ``pool_pages`` per shard, default from each device's free
-    memory; ``slots`` over all shards). With ``tensor`` > 1 (and ``paged_cache=False``) through ``slots``
-    contiguous continuous-batching slots (sharded over the batch axes, K/V heads over ``tensor``; default
-    :func:`default_slots`): the paged decode step runs per shard under ``shard_map`` with whole weights,
-    while a tensor axis splits the weights and K/V heads across devices, so the step would need the
-    tensor-parallel collectives inside the shard_map (not written yet). ``continuous=False``: the static
-    loop."""
+    Paths (docs/sampler.md): with ``paged_cache`` (the default) the rows decode through the paged sampler
+    (``sampling.paged``, as ``sampling.generate``), on one device or, on a mesh of any shape, through one
+    page pool per ``data x fsdp`` shard (:func:`paged_fns`: with ``tensor`` > 1 a tensor group shares it,
+    the weights split over ``tensor`` and the pool's K/V heads too where they divide; ``pool_pages`` per
+    shard, default from each device's free memory at its share of a page, :func:`paged_pool_share`;
+    ``slots`` over all shards). ``paged_cache=False``: ``slots`` contiguous continuous-batching slots
+    (sharded over the batch axes, K/V heads over ``tensor``; default :func:`default_slots`).
+    ``continuous=False``: the static loop."""
     from jaxrlvr.sampling import InferenceParams
     from jaxrlvr.sampling import sampler as sampler_mod
 
@@ -334,7 +373,7 @@ def generate(
     sampler, ids, lengths, key, eos_arr = sampler_mod.setup_call(config, prompts, **call)
     rows = len(prompts) * sampler.num_samples
     ip = pl.sampler_params(params)
-    if continuous and paged_cache and (pl.mesh.size == 1 or pl.mesh.shape["tensor"] == 1):
+    if continuous and paged_cache:
         from jaxrlvr.sampling import paged
 
         page = paged.PAGE_SIZE if page_size is None else page_size

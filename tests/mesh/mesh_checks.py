@@ -41,7 +41,9 @@ from jaxrlvr.train.step import (  # noqa: E402
 MESHES = [(8, 1, 1), (1, 8, 1), (1, 4, 2), (2, 2, 2), (1, 2, 4)]  # sampling
 STEP_MESHES = MESHES[:4]  # training (the K/V-replicating (1, 2, 4) placement is checked by test_rules)
 SCORE_MESHES = [(1, 8, 1), (2, 2, 2)]
-CONTINUOUS_MESHES = [(8, 1, 1), (2, 2, 2)]  # continuous batching with fewer slots than rows, sampled
+# continuous batching with fewer slots than rows, sampled: per-shard page pools on a data-parallel mesh,
+# with K/V heads split over tensor = 2, and with them replicated over tensor = 4 (2 K/V heads)
+CONTINUOUS_MESHES = [(8, 1, 1), (2, 2, 2), (1, 2, 4)]
 SAMPLED = dict(max_new_tokens=12, temperature=1.0, top_p=0.9, num_samples=2, eos_ids=(1, 2, 3, 4), pad_id=0, seed=4)
 # tiny model: 4 query heads, 2 K/V heads (tensor=4 must replicate K/V), vocab divisible by 8
 CFG = ModelConfig.preset("nano", vocab_size=128, num_layers=2)
@@ -183,6 +185,7 @@ def check_sample(out):
             "logp": float(np.max(np.abs(np.asarray(got.logprobs) - ref_logp))),
             "wqkv_spec": str(ip.layers[0].wqkv.sharding.spec),
             "paged": any(isinstance(k, tuple) and k[0] == "paged" for k in pl._cache),  # per-shard page pools
+            **_paged_probe(pl, prompts, kw),
             "seconds": time.time() - t0,
         }
         if shape in CONTINUOUS_MESHES:  # sampled rows through 8 sharded slots (refilled)
@@ -198,6 +201,29 @@ def check_sample(out):
             }
     out["sample"] = res
     out["sample_paged_tight"] = _paged_tight(params, prompts, static)
+
+
+def _paged_probe(pl, prompts, kw):
+    """One device's block of a layer's key pool as ``paged_fns`` creates it (4 slots, 8 pages per shard),
+    and the error of a paged-attention kernel asked for on this mesh (None: it runs per shard)."""
+    import dataclasses
+
+    from jaxrlvr.sampling.sampler import setup_call
+    from jaxrlvr.sharding.sampler import paged_fns, paged_pool_share
+
+    sampler = setup_call(CFG, prompts, top_k=0, temperature=1.0, top_p=1.0, **kw)[0]
+    share = paged_pool_share(pl, CFG, 16, free_bytes=1 << 30)  # pages of 16 in half of 1 GiB per device
+    pool = paged_fns(pl, sampler).call("pg_init", 4, 8, 2, len(prompts) * 2)[0]
+    try:
+        paged_fns(pl, dataclasses.replace(sampler, decode_kernel="pallas_gpu_interpret"))
+        error = None
+    except ValueError as e:
+        error = str(e)
+    return {
+        "pool_shard_shape": list(pool[0][0].addressable_shards[0].data.shape),
+        "kernel_error": error,
+        "pool_share_1gib": share,
+    }
 
 
 def _paged_tight(params, prompts, static):

@@ -54,7 +54,7 @@ def test_search_goes_down_to_one_row_per_device_when_nothing_fits(padded_search)
     assert s["batch"] == 512 and s["tokens"] == r["seq_len"] == 40
     assert abs(s["kv_cache_total_gib"] - 512 * 40 * 2 * 2 * 2 * 16 * 4 / GIB) < 1e-3
     assert s["kv_cache_per_device_gib"] == round(s["kv_cache_total_gib"] / 2, 3)  # rows over fsdp = 2
-    assert r["colocated"] is None  # on a mesh the sampler uses contiguous slots (the paged pool is not sharded)
+    assert r["colocated"] is None  # the rollout phase (the paged pool) is planned on a one-device mesh only
 
 
 def test_packed_plan_with_the_paged_sampler_on_one_device(colocated):

@@ -91,15 +91,28 @@ def test_greedy_sampling_is_identical(checks, mesh):
     r = checks["sample"][mesh]
     assert r["tokens_equal"] and r["mask_equal"], mesh
     assert r["logp"] <= 1e-4, (mesh, r["logp"])
-    # a page pool per data x fsdp shard where tensor = 1; contiguous slots with a tensor axis
-    assert r["paged"] == mesh.endswith(" 1)"), (mesh, r["paged"])
+    # a page pool per data x fsdp shard (a tensor group shares one), on every mesh; a device holds its
+    # shard's pages ([KV, pages, page, Hd] = [2, 8, 2, 16] per shard) of its share of the K/V heads: split
+    # over tensor = 2, replicated over tensor = 4 (2 K/V heads)
+    assert r["paged"], mesh
+    kv = {"(1, 4, 2)": 1, "(2, 2, 2)": 1}.get(mesh, 2)
+    assert r["pool_shard_shape"] == [kv, 8, 2, 16], (mesh, r["pool_shard_shape"])
+    # the default pool counts a device's share of a page: half of 1 GiB free per device in pages of 16
+    # positions x 2 layers x K and V x kv heads x 16 dims x 4 bytes
+    assert r["pool_share_1gib"] == (1 << 29) // (16 * 2 * 2 * kv * 16 * 4), (mesh, r["pool_share_1gib"])
+    # a paged-attention kernel (opaque to the partitioner) runs per shard with whole K/V heads: asked for on
+    # a tensor axis, a clear error (auto takes the XLA path there)
+    if mesh.endswith(" 1)"):
+        assert r["kernel_error"] is None, (mesh, r["kernel_error"])
+    else:
+        assert "not on a mesh with tensor =" in r["kernel_error"] and "use auto or xla" in r["kernel_error"], r
 
 
-@pytest.mark.parametrize("mesh", ["(8, 1, 1)", "(2, 2, 2)"])
+@pytest.mark.parametrize("mesh", ["(8, 1, 1)", "(2, 2, 2)", "(1, 2, 4)"])
 def test_continuous_batching_on_mesh_equals_one_device(checks, mesh):
-    """Sampled rows through 8 slots sharded over the mesh (on (8, 1, 1) one page pool per shard, on
-    (2, 2, 2) contiguous slots) equal one device's (3 slots) and the static loop's: a row's draws depend on
-    (seed, row, position) only."""
+    """Sampled rows through 8 slots sharded over the mesh (one page pool per data x fsdp shard; on
+    (2, 2, 2) its K/V heads split over tensor, on (1, 2, 4) replicated) equal one device's (3 slots) and
+    the static loop's: a row's draws depend on (seed, row, position) only."""
     r = checks["sample"][mesh]["continuous"]
     assert r["tokens_equal_one_device"] and r["tokens_equal_static"] and r["lengths_equal_static"], (mesh, r)
     assert r["logp"] <= 1e-4 and r["distinct_lengths"] > 2, (mesh, r)
