@@ -280,6 +280,13 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _validate_log(c.log)
     check_mesh_shape(c.mesh.shape)
     validate_rules(c.mesh.rules)
+    sampling_shape = c.mesh.rollout_shape if c.mesh.rollout_devices else c.mesh.shape
+    if rc.decode_kernel not in ("auto", "xla") and int(sampling_shape[2]) > 1:
+        where = "mesh.rollout_shape" if c.mesh.rollout_devices else "mesh.shape"
+        raise ValueError(
+            f"rollout.decode_kernel={rc.decode_kernel!r} with {where}={tuple(sampling_shape)}: the paged-attention "
+            "kernels run with whole K/V heads, not on a sampling mesh with tensor > 1; use auto or xla"
+        )
     if c.mesh.devices == 0 or c.mesh.devices < -1:
         raise ValueError(f"mesh.devices must be -1 (all) or >= 1, got {c.mesh.devices}")
     if c.mesh.rollout_devices:

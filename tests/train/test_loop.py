@@ -181,6 +181,12 @@ def test_config_validation(key, value, match):
         config_lib.validate(smoke(**{key: value}))
 
 
+def test_decode_kernel_needs_whole_heads_on_the_sampling_mesh():
+    with pytest.raises(ValueError, match=r"rollout.decode_kernel='pallas_gpu_interpret' with mesh.shape=\(1, 1, 2\)"):
+        config_lib.validate(smoke(**{"mesh.shape": (1, 1, 2), "rollout.decode_kernel": "pallas_gpu_interpret"}))
+    config_lib.validate(smoke(**{"mesh.shape": (1, 1, 2), "rollout.decode_kernel": "xla"}))
+
+
 def test_unknown_config_key_is_an_error():
     c = demo.get_config("smoke")
     c.lock()
