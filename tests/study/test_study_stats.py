@@ -83,4 +83,6 @@ def test_testbed_characteristics_from_rows():
     rows[1]["clipfrac"] = 0.0095  # one seed narrowly below, the mean above
     got = {c["column"]: c for c in characteristics(rows)}
     assert got["clipfrac"]["met_mean"] and got["clipfrac"]["met"] is False
+    rows[1]["length_change"] = -0.3  # lengths falling in one seed and rising in another: both move
+    assert {c["column"]: c for c in characteristics(rows)}["length_change"]["mean"] == 0.25
     assert all(c["met"] is None and c["met_mean"] is None for c in characteristics([]))
