@@ -55,11 +55,15 @@ def min_pool_pages(prompt_len: int, max_new_tokens: int, page: int) -> int:
     return -(-prompt_len // page) + -(-(page - 1 + max(max_new_tokens - 1, 1)) // page)
 
 
-def pool_pages_from_free(config: ModelConfig, page: int, free_bytes: int, fraction: float = POOL_FRACTION) -> int:
+def pool_pages_from_free(
+    config: ModelConfig, page: int, free_bytes: int, fraction: float = POOL_FRACTION, kv_split: int = 1
+) -> int:
     """Pages of ``page`` positions in ``fraction`` of ``free_bytes``: the pool's sizing rule, shared by the
-    sampler (:func:`default_pool_pages`, free bytes measured on the device) and the memory plan
-    (``sharding.colocated_memory``, free bytes = the budget less the train state and the sampler's weights)."""
-    return int(fraction * max(int(free_bytes), 0)) // page_bytes(config, page)
+    sampler (:func:`default_pool_pages`, free bytes measured on the device; on a mesh
+    ``sharding.sampler.paged_pool_share``) and the memory plan (``sharding.colocated_memory``, free bytes =
+    the budget less the train state and the sampler's weights). ``kv_split``: devices the K/V heads are
+    split over, so a device holds ``page_bytes / kv_split`` of each page."""
+    return int(fraction * max(int(free_bytes), 0)) // (page_bytes(config, page) // kv_split)
 
 
 def default_pool_pages(config: ModelConfig, page: int, device=None, fraction: float = POOL_FRACTION) -> int:

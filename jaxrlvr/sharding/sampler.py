@@ -61,13 +61,12 @@ def _rows_spec(mesh: Mesh, rows: int):
 def cache_shardings(mesh: Mesh, model_cfg: ModelConfig, cache):
     """The sampler's KV cache (leaves ``[B, KV, ...]``): rows over ``('data', 'fsdp')`` and K/V heads over
     ``tensor`` when the head count divides (Qwen2.5 0.5B-3B have 2 K/V heads: replicated on tensor > 2)."""
-    nt = mesh.shape["tensor"]
+    heads = "tensor" if kv_head_split(mesh, model_cfg) > 1 else None
 
     def one(x):
         b, kv = x.shape[0], x.shape[1]
         if kv != model_cfg.num_kv_heads:
             raise MeshError(f"cache leaf {x.shape}: expected [B, KV={model_cfg.num_kv_heads}, ...]")
-        heads = "tensor" if nt > 1 and kv % nt == 0 else None
         return NamedSharding(mesh, P(_rows_spec(mesh, b), heads))
 
     return jax.tree.map(one, cache)
@@ -202,14 +201,13 @@ def paged_pool_share(pl: Placement, config: ModelConfig, page: int, free_bytes: 
     the host's memory: split between them)."""
     from jaxrlvr.sampling import paged_sizing
 
-    per_device = paged_sizing.page_bytes(config, page) // kv_head_split(pl.mesh, config)
     mine = [dv for dv in pl.mesh.devices.flat if dv.process_index == jax.process_index()]
     free = free_bytes
     if free is None:
         free = min(paged_sizing.free_device_bytes(dv) for dv in mine)
         if mine[0].platform == "cpu":
             free //= len(mine)
-    share = int(paged_sizing.POOL_FRACTION * free) // per_device
+    share = paged_sizing.pool_pages_from_free(config, page, free, kv_split=kv_head_split(pl.mesh, config))
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
